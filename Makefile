@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create or reuse .venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATA ?= $(CURDIR)/data
+
+.PHONY: install demo test ui lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create or update the virtual environment
+
+demo: $(STAMP) ## run the platform end to end on embedded defaults
+	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/fraud demo
+
+test: $(STAMP) ## run the test suite (uses the local PostgreSQL and Redis where needed)
+	$(VENV)/bin/pytest
+
+ui: $(STAMP) ## Dagster UI on the demo's instance, http://127.0.0.1:3000
+	@mkdir -p $(DATA)/dagster_home
+	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP) ## benchmarks; figures go to BENCHMARKS.md
+	$(PY) benchmarks/bench_simulator.py
+
+clean:
+	rm -rf $(DATA) .pytest_cache

@@ -1,0 +1,1 @@
+"""Dagster assets, checks and jobs: thin wrappers over the domain modules."""

@@ -1,0 +1,35 @@
+"""The one place that chooses resources per environment (FRAUD_ENV: dev, the default, or prod)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster_aws.s3 import S3Resource
+
+from resources.storage import LandingZone
+
+
+def data_dir() -> Path:
+    """Root of the embedded defaults: landing zone, lake and Dagster home live below it."""
+    return Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve()
+
+
+def landing_url() -> str:
+    return os.environ.get("FRAUD_LANDING_URL") or str(data_dir() / "landing")
+
+
+def build_resources(env: str | None = None) -> dict[str, object]:
+    env = env or os.environ.get("FRAUD_ENV", "dev")
+    if env == "dev":
+        return {"landing_zone": LandingZone(url=landing_url())}
+    if env == "prod":
+        if not os.environ.get("FRAUD_LANDING_URL"):
+            raise RuntimeError("FRAUD_ENV=prod needs FRAUD_LANDING_URL (s3://…, hdfs://…, or a path)")
+        # Credentials come from the usual AWS chain (env, profile, instance role).
+        s3 = S3Resource(
+            endpoint_url=os.environ.get("FRAUD_S3_ENDPOINT_URL"),
+            region_name=os.environ.get("AWS_REGION"),
+        )
+        return {"landing_zone": LandingZone(url=landing_url(), s3=s3)}
+    raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

@@ -1,0 +1,1 @@
+"""Sensors: what makes the platform react to the outside world."""
