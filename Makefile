@@ -18,11 +18,13 @@ install: $(STAMP) ## create or update the virtual environment
 demo: $(STAMP) ## run the platform end to end on embedded defaults
 	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/fraud demo
 
-test: $(STAMP) ## run the test suite (uses the local PostgreSQL and Redis where needed)
+test: $(STAMP) ## lint, then the test suite (uses the local PostgreSQL and Redis where needed)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 ui: $(STAMP) ## Dagster UI on the demo's instance, http://127.0.0.1:3000
 	@mkdir -p $(DATA)/dagster_home
+	@test -f $(DATA)/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DATA)/dagster_home/dagster.yaml
 	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)

@@ -55,7 +55,8 @@ def simulate(
         int, typer.Option(min=1, help="Number of payment terminals.", rich_help_panel=_SIM)
     ] = 10_000,
     days: Annotated[
-        int, typer.Option(min=1, help="Days to simulate; one batch file per day.", rich_help_panel=_SIM)
+        int,
+        typer.Option(min=1, help="Days to simulate; one batch file per day.", rich_help_panel=_SIM),
     ] = 183,
     start_date: Annotated[
         dt.datetime,
@@ -75,7 +76,10 @@ def simulate(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Random seed: the same seed writes the same bytes.", rich_help_panel=_SIM)
+        int,
+        typer.Option(
+            help="Random seed: the same seed writes the same bytes.", rich_help_panel=_SIM
+        ),
     ] = 0,
     radius: Annotated[
         float,
@@ -89,10 +93,14 @@ def simulate(
         int, typer.Option(min=0, help="Id of the first transaction written.", rich_help_panel=_SIM)
     ] = 0,
     fraud_amount_threshold: Annotated[
-        float, typer.Option(help="Scenario 1: an amount above this is fraud.", rich_help_panel=_FRAUD)
+        float,
+        typer.Option(help="Scenario 1: an amount above this is fraud.", rich_help_panel=_FRAUD),
     ] = 220.0,
     compromised_terminals_per_day: Annotated[
-        int, typer.Option(min=0, help="Scenario 2: terminals compromised each day.", rich_help_panel=_FRAUD)
+        int,
+        typer.Option(
+            min=0, help="Scenario 2: terminals compromised each day.", rich_help_panel=_FRAUD
+        ),
     ] = 2,
     terminal_compromise_days: Annotated[
         int,
@@ -103,11 +111,16 @@ def simulate(
         ),
     ] = 28,
     compromised_customers_per_day: Annotated[
-        int, typer.Option(min=0, help="Scenario 3: customers compromised each day.", rich_help_panel=_FRAUD)
+        int,
+        typer.Option(
+            min=0, help="Scenario 3: customers compromised each day.", rich_help_panel=_FRAUD
+        ),
     ] = 3,
     customer_compromise_days: Annotated[
         int,
-        typer.Option(min=1, help="Scenario 3: days a customer stays compromised.", rich_help_panel=_FRAUD),
+        typer.Option(
+            min=1, help="Scenario 3: days a customer stays compromised.", rich_help_panel=_FRAUD
+        ),
     ] = 14,
     customer_fraud_share: Annotated[
         float,

@@ -93,7 +93,9 @@ def _latest_metadata(instance, batch_id: str) -> dict:  # noqa: ANN001
     import dagster as dg
 
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_transactions"), asset_partitions=[batch_id]),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("raw_transactions"), asset_partitions=[batch_id]
+        ),
         limit=1,
     ).records
     if not records:

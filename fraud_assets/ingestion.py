@@ -27,9 +27,10 @@ def inspect_raw_batch(stream: IO[bytes], name: str, marker: bytes | None = None)
 
     Reads in chunks, so a 3 GB batch costs a few MB of memory.
     """
-    first = stream.readline(len(HEADER_LINE) + 1)
+    first = stream.read(len(HEADER_LINE))
     if first != HEADER_LINE:
-        found = first.decode("utf-8", "replace").rstrip("\n")
+        line = (first + stream.read(300)).split(b"\n", 1)[0]
+        found = line.decode("utf-8", "replace")
         raise RawBatchError(
             f"{name} line 1: header does not match the raw batch format.\n"
             f"  expected: {HEADER}\n  found:    {found[:200]}"

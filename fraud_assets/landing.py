@@ -1,4 +1,4 @@
-"""What sits in a landing zone: complete batches, batches still arriving, and files that are not batches."""
+"""What sits in a landing zone: complete batches, batches still arriving, and other files."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ class BatchMarker:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BatchMarker | None:
-        """Parse a marker; None when it is not ours (an empty `_SUCCESS`-style marker is valid too)."""
+        """Parse a marker; None when it is not ours (an empty `_SUCCESS`-style one is valid too)."""
         try:
             data = json.loads(text)
             return cls(**{k: data[k] for k in cls.__dataclass_fields__})

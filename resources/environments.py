@@ -25,7 +25,9 @@ def build_resources(env: str | None = None) -> dict[str, object]:
         return {"landing_zone": LandingZone(url=landing_url())}
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
-            raise RuntimeError("FRAUD_ENV=prod needs FRAUD_LANDING_URL (s3://…, hdfs://…, or a path)")
+            raise RuntimeError(
+                "FRAUD_ENV=prod needs FRAUD_LANDING_URL (s3://…, hdfs://…, or a path)"
+            )
         # Credentials come from the usual AWS chain (env, profile, instance role).
         s3 = S3Resource(
             endpoint_url=os.environ.get("FRAUD_S3_ENDPOINT_URL"),

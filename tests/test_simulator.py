@@ -134,10 +134,17 @@ def test_scenario_3_multiplies_a_third_of_compromised_customers_amounts_for_14_d
 
 def test_days_carry_their_own_date_and_time_counters():
     _, days = simulate(
-        customers=200, terminals=300, days=3, start_date=dt.date(2024, 2, 28),
+        customers=200,
+        terminals=300,
+        days=3,
+        start_date=dt.date(2024, 2, 28),
         origin_date=dt.date(2024, 2, 1),
     )
-    assert [d.date for d in days] == [dt.date(2024, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 1)]
+    assert [d.date for d in days] == [
+        dt.date(2024, 2, 28),
+        dt.date(2024, 2, 29),
+        dt.date(2024, 3, 1),
+    ]
     for d in days:
         f = d.frame
         origin = dt.datetime(2024, 2, 1)

@@ -23,7 +23,9 @@ def raw_transactions(
         with landing_zone.open_batch(batch_id) as stream:
             stats = inspect_raw_batch(stream, name, landing_zone.marker(batch_id))
     except FileNotFoundError as e:
-        raise dg.Failure(f"{name}: batch file not found in the landing zone", allow_retries=False) from e
+        raise dg.Failure(
+            f"{name}: batch file not found in the landing zone", allow_retries=False
+        ) from e
     except RawBatchError as e:
         raise dg.Failure(description=str(e), metadata={"file": name}, allow_retries=False) from e
     context.log.info(f"{name}: {stats.rows:,} rows, {stats.bytes:,} bytes")

@@ -96,9 +96,7 @@ def damage(
     return DamagedBatch(out, manifest)
 
 
-def _apply(
-    defect: Defect, line: str, rng: np.random.Generator, terminals: int
-) -> tuple[str, str]:
+def _apply(defect: Defect, line: str, rng: np.random.Generator, terminals: int) -> tuple[str, str]:
     """Return (written line, line cleaning must restore or '' when it must be quarantined)."""
     f = line.split(",")
     if defect is Defect.HOUR_24:

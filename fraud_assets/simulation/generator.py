@@ -99,7 +99,10 @@ class TransactionSimulator:
 
         order = np.argsort(seconds, kind="stable")
         customer, seconds, amount, terminal = (
-            customer[order], seconds[order], amount[order], terminal[order]
+            customer[order],
+            seconds[order],
+            amount[order],
+            terminal[order],
         )
 
         scenario = np.zeros(n, dtype=np.int8)

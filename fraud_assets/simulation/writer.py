@@ -72,6 +72,11 @@ class _WrittenBatch:
     defects: list[str]
 
 
+# Polars encodes one large frame about twice as fast as many small ones, so small days are
+# encoded in groups of at least this many rows and the bytes split back into per-day files.
+GROUP_ROWS = 1 << 16
+
+
 def write_simulation(
     params: SimulationParams,
     fs: AbstractFileSystem,
@@ -81,28 +86,34 @@ def write_simulation(
 ) -> SimulationSummary:
     """Generate and write every day; `on_batch(batch_id, transactions)` reports progress.
 
-    Generation (numpy) runs here while two threads encode and write earlier days (Polars releases
-    the GIL, so all cores work); at most three days are in flight, so memory does not grow with
-    the number of days. Results are recorded in day order.
+    Generation (numpy) runs here while two threads encode and write earlier groups of days
+    (Polars releases the GIL, so all cores work). At most three groups are in flight, so memory
+    does not grow with the number of days. Results are recorded in day order.
     """
     fs.makedirs(root, exist_ok=True)
     summary = SimulationSummary()
     started = time.perf_counter()
 
-    def record(written: _WrittenBatch) -> None:
-        summary.batches.append(written.batch_id)
-        summary.transactions += written.transactions
-        summary.rows_written += written.rows
-        summary.bytes_written += written.bytes
-        summary.frauds_by_scenario.update(written.frauds_by_scenario)
-        summary.defects.update(written.defects)
-        if on_batch is not None:
-            on_batch(written.batch_id, written.transactions)
+    def record(written: list[_WrittenBatch]) -> None:
+        for batch in written:
+            summary.batches.append(batch.batch_id)
+            summary.transactions += batch.transactions
+            summary.rows_written += batch.rows
+            summary.bytes_written += batch.bytes
+            summary.frauds_by_scenario.update(batch.frauds_by_scenario)
+            summary.defects.update(batch.defects)
+            if on_batch is not None:
+                on_batch(batch.batch_id, batch.transactions)
 
     with ThreadPoolExecutor(max_workers=2) as writer:
-        in_flight: deque[Future[_WrittenBatch]] = deque()
+        in_flight: deque[Future[list[_WrittenBatch]]] = deque()
+        group: list[SimulatedDay] = []
         for day in TransactionSimulator(params).days():
-            in_flight.append(writer.submit(_write_day, day, params, fs, root, dirty_rate))
+            group.append(day)
+            if sum(d.frame.height for d in group) < GROUP_ROWS and day.day < params.days - 1:
+                continue
+            in_flight.append(writer.submit(_write_days, group, params, fs, root, dirty_rate))
+            group = []
             if len(in_flight) >= 3:
                 record(in_flight.popleft().result())
         while in_flight:
@@ -111,16 +122,34 @@ def write_simulation(
     return summary
 
 
+def _write_days(
+    days: list[SimulatedDay],
+    params: SimulationParams,
+    fs: AbstractFileSystem,
+    root: str,
+    dirty_rate: float,
+) -> list[_WrittenBatch]:
+    body = encode_rows(pl.concat([d.frame for d in days]))
+    newline_at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    written, start, rows_before = [], 0, 0
+    for day in days:
+        rows_before += day.frame.height
+        end = int(newline_at[rows_before - 1]) + 1 if rows_before else 0
+        written.append(_write_day(day, body[start:end], params, fs, root, dirty_rate))
+        start = end
+    return written
+
+
 def _write_day(
     day: SimulatedDay,
+    body: bytes,
     params: SimulationParams,
     fs: AbstractFileSystem,
     root: str,
     dirty_rate: float,
 ) -> _WrittenBatch:
     batch_id = day.date.isoformat()
-    body = encode_rows(day.frame)
-    rows = body.count(b"\n")
+    rows = day.frame.height
     defects: list[str] = []
     if dirty_rate > 0:
         # Damage draws from its own stream, so a dirty run is the clean run plus damage.
