@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fraud_assets.filesystems import filesystem_for
+from fraud_assets.lake import Lake
+from fraud_assets.raw_format import DATA_SUFFIX, MARKER_SUFFIX, BatchMarker, is_batch_id
 from fraud_assets.simulation import FraudScenarios, SimulationParams
 from fraud_assets.simulation.writer import SimulationSummary, write_simulation
 
@@ -220,6 +224,142 @@ def summary_line(s: SimulationSummary, out: str) -> str:
             f"{k} {v}" for k, v in sorted(s.defects.items())
         )
     return line
+
+
+def _raw_inputs(inputs: list[str]) -> list[tuple[str, str]]:
+    """(batch_id, path) for raw batch files given directly or as folders, in batch order."""
+    found: dict[str, str] = {}
+    for item in inputs:
+        path = Path(item)
+        files = sorted(path.glob(f"*{DATA_SUFFIX}")) if path.is_dir() else [path]
+        if not path.exists():
+            raise typer.BadParameter(f"{item}: no such file or folder", param_hint="INPUT")
+        for file in files:
+            stem = file.name.removesuffix(DATA_SUFFIX)
+            if file.name.endswith(DATA_SUFFIX) and is_batch_id(stem):
+                found[stem] = str(file)
+            elif not path.is_dir():
+                raise typer.BadParameter(
+                    f"{item}: not a raw batch file (expected YYYY-MM-DD.txt)", param_hint="INPUT"
+                )
+    if not found:
+        raise typer.BadParameter("no raw batch files (YYYY-MM-DD.txt) found", param_hint="INPUT")
+    return sorted(found.items())
+
+
+def _clean_all(inputs: list[str], out: str, max_terminal_id: int, origin_date) -> Lake:  # noqa: ANN001
+    from fraud_assets.cleaning import CleaningConfig
+    from fraud_assets.ingestion import RawBatchError
+    from fraud_assets.pipeline import clean_into_lake
+    from fraud_assets.privacy import Pseudonymizer
+
+    lake = Lake(*filesystem_for(out))
+    batches = _raw_inputs(inputs)
+    pseudonymizer = Pseudonymizer()
+    failed = 0
+    with progress_bar() as progress:
+        task = progress.add_task("cleaning", total=len(batches), detail="")
+        for batch_id, path in batches:
+            marker = (
+                BatchMarker.from_json(Path(path).with_suffix(MARKER_SUFFIX).read_bytes())
+                if (Path(path).with_suffix(MARKER_SUFFIX).exists())
+                else None
+            )
+            origin = origin_date.date() if origin_date else None
+            if origin is None and marker is not None:
+                origin = dt.date.fromisoformat(marker.origin_date)
+            config = CleaningConfig(max_terminal_id=max_terminal_id, origin_date=origin)
+            try:
+                r = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
+            except RawBatchError as e:
+                console.print(f"[red]{e}")
+                failed += 1
+                progress.update(task, advance=1)
+                continue
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
+            console.print(
+                f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
+                f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
+                f"{r.duplicates:,} duplicates"
+            )
+            progress.update(task, advance=1, detail=batch_id)
+    if failed:
+        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
+    return lake
+
+
+class Engine(StrEnum):
+    POLARS = "polars"
+    SPARK = "spark"
+
+
+_INPUTS = typer.Argument(help="Raw batch files (YYYY-MM-DD.txt) or folders of them.")
+_LAKE_OUT = typer.Option(
+    help="Output folder (or URL): clean/, quarantine/ and features/ Parquet, partitioned by date."
+)
+_MAX_TERMINAL = typer.Option(help="Terminal ids above this are quarantined as out of range.")
+_ORIGIN = typer.Option(
+    formats=_DATE,
+    help="Day the time counters count from (default: each batch's marker, else inferred).",
+)
+
+
+@app.command()
+def clean(
+    inputs: Annotated[list[str], _INPUTS],
+    out: Annotated[str, _LAKE_OUT],
+    max_terminal_id: Annotated[int, _MAX_TERMINAL] = 999_999,
+    origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
+) -> None:
+    """Clean raw batches: repair timestamps and counters, drop duplicates, quarantine bad rows
+    (with line number, text and reason), pseudonymise ids (key: FRAUD_PSEUDONYM_KEY)."""
+    _clean_all(inputs, out, max_terminal_id, origin_date)
+    console.print(f"Clean tables in {out}/clean, quarantine in {out}/quarantine")
+
+
+@app.command()
+def features(
+    inputs: Annotated[list[str], _INPUTS],
+    out: Annotated[str, _LAKE_OUT],
+    engine: Annotated[Engine, typer.Option(help="polars (in process) or spark.")] = Engine.POLARS,
+    spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = (
+        "local[2]"
+    ),
+    max_terminal_id: Annotated[int, _MAX_TERMINAL] = 999_999,
+    origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
+) -> None:
+    """Clean raw batches, then compute the features of DESIGN.md §3.4 for each, in date order
+    (each batch uses up to 37 days of earlier history from the same output folder).
+    Load the result with: pl.read_parquet("OUT/features/**/*.parquet")."""
+    from fraud_assets.lake import MissingHistoryError
+    from fraud_assets.pipeline import features_into_lake
+
+    engine = Engine(engine).value
+    lake = _clean_all(inputs, out, max_terminal_id, origin_date)
+    spark = None
+    if engine == "spark":
+        from pyspark.sql import SparkSession
+
+        spark = (
+            SparkSession.builder.master(spark_master)
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    batches = sorted(lake.coverage())
+    rows = 0
+    with progress_bar() as progress:
+        task = progress.add_task(f"features ({engine})", total=len(batches), detail="")
+        for batch_id in batches:
+            try:
+                rows += features_into_lake(lake, batch_id, engine, spark).height
+            except MissingHistoryError as e:
+                console.print(f"[yellow]{e}")
+            progress.update(task, advance=1, detail=batch_id)
+    console.print(
+        f"{rows:,} feature rows in {out}/features — load them with "
+        f'pl.read_parquet("{out}/features/**/*.parquet")'
+    )
 
 
 @app.command()

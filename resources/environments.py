@@ -7,7 +7,8 @@ from pathlib import Path
 
 from dagster_aws.s3 import S3Resource
 
-from resources.storage import LandingZone
+from resources.processing import FeatureEngine, PseudonymKey, local_spark
+from resources.storage import LakeStore, LandingZone
 
 
 def data_dir() -> Path:
@@ -19,10 +20,25 @@ def landing_url() -> str:
     return os.environ.get("FRAUD_LANDING_URL") or str(data_dir() / "landing")
 
 
+def lake_url() -> str:
+    return os.environ.get("FRAUD_LAKE_URL") or str(data_dir() / "lake")
+
+
+def feature_engine() -> FeatureEngine:
+    engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
+    master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
+    return FeatureEngine(engine=engine, pyspark=local_spark(master))
+
+
 def build_resources(env: str | None = None) -> dict[str, object]:
     env = env or os.environ.get("FRAUD_ENV", "dev")
     if env == "dev":
-        return {"landing_zone": LandingZone(url=landing_url())}
+        return {
+            "landing_zone": LandingZone(url=landing_url()),
+            "lake": LakeStore(url=lake_url()),
+            "pseudonym_key": PseudonymKey(),
+            "feature_engine": feature_engine(),
+        }
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
             raise RuntimeError(
@@ -33,5 +49,14 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             endpoint_url=os.environ.get("FRAUD_S3_ENDPOINT_URL"),
             region_name=os.environ.get("AWS_REGION"),
         )
-        return {"landing_zone": LandingZone(url=landing_url(), s3=s3)}
+        if not os.environ.get("FRAUD_PSEUDONYM_KEY"):
+            raise RuntimeError(
+                "FRAUD_ENV=prod needs FRAUD_PSEUDONYM_KEY, the pseudonymisation secret"
+            )
+        return {
+            "landing_zone": LandingZone(url=landing_url(), s3=s3),
+            "lake": LakeStore(url=lake_url(), s3=s3),
+            "pseudonym_key": PseudonymKey(key=os.environ["FRAUD_PSEUDONYM_KEY"]),
+            "feature_engine": feature_engine(),
+        }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

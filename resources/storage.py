@@ -10,6 +10,7 @@ from fsspec import AbstractFileSystem
 from pydantic import Field
 
 from fraud_assets.filesystems import filesystem_for, join
+from fraud_assets.lake import Lake
 from fraud_assets.landing import LandingListing, list_landing, read_marker
 from fraud_assets.raw_format import data_name
 
@@ -32,14 +33,11 @@ def s3fs_options(s3: S3Resource) -> dict[str, Any]:
     }
 
 
-class LandingZone(dg.ConfigurableResource):
-    """Where raw batch files and their completion markers arrive.
+class FsspecLocation(dg.ConfigurableResource):
+    """A place given by URL: a local folder, `s3://bucket/prefix` (credentials and endpoint from
+    `s3`, dagster-aws's S3 settings), or any fsspec URL such as `hdfs://namenode:8020/x`."""
 
-    `url` is a local folder, `s3://bucket/prefix` (credentials and endpoint from `s3`, dagster-aws's
-    S3 settings), or any fsspec URL such as `hdfs://namenode:8020/landing` or `webhdfs://…`.
-    """
-
-    url: str = Field(description="Landing zone URL: local path, s3://…, hdfs://…, webhdfs://…")
+    url: str = Field(description="URL: local path, s3://…, hdfs://…, webhdfs://…")
     s3: S3Resource = Field(
         default_factory=S3Resource, description="S3 settings, used for s3:// URLs"
     )
@@ -52,6 +50,10 @@ class LandingZone(dg.ConfigurableResource):
         if self.url.startswith(("s3://", "s3a://")):
             options = {**s3fs_options(self.s3), **options}
         return filesystem_for(self.url, **options)
+
+
+class LandingZone(FsspecLocation):
+    """Where raw batch files and their completion markers arrive."""
 
     def listing(self) -> LandingListing:
         return list_landing(*self.filesystem())
@@ -70,3 +72,10 @@ class LandingZone(dg.ConfigurableResource):
     def display_path(self, batch_id: str) -> str:
         """The batch file as people would name it: the URL, not the backend's bare path."""
         return f"{self.url.rstrip('/')}/{data_name(batch_id)}"
+
+
+class LakeStore(FsspecLocation):
+    """Where clean, quarantined and feature tables live (Parquet, partitioned by date)."""
+
+    def lake(self) -> Lake:
+        return Lake(*self.filesystem())

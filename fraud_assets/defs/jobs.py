@@ -1,12 +1,14 @@
 import dagster as dg
 
+from fraud_assets.defs.clean import clean_transactions
+from fraud_assets.defs.features import transaction_features
 from fraud_assets.defs.raw import raw_transactions
 from fraud_assets.partitions import batch_partitions
 
-# One run per landed batch; later stages join this selection as they are built.
+# One run per landed batch: raw -> clean + quarantine -> features.
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch",
-    selection=dg.AssetSelection.assets(raw_transactions),
+    selection=dg.AssetSelection.assets(raw_transactions, clean_transactions, transaction_features),
     partitions_def=batch_partitions,
-    description="Ingest one landed batch (the partition key is the batch id).",
+    description="Ingest, clean and featurise one landed batch (partition key = batch id).",
 )

@@ -1,0 +1,1 @@
+"""Feature definitions and their engines (Polars in process, Spark at scale)."""

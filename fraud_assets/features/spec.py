@@ -1,0 +1,51 @@
+"""The feature definitions (DESIGN.md §3.4), in the one place every engine and serving follow.
+
+Time is `tx_time_seconds` (recomputed by cleaning from the timestamp). Within a customer or a
+terminal, transactions are ordered by (tx_time_seconds, transaction_id): the id breaks ties inside
+one second the way arrival order does online, so "the current transaction included" means the
+same in batch and in serving.
+
+Customer windows, w in WINDOWS_DAYS, for the transaction at time t:
+    the customer's transactions up to and including this one in that order, minus those with
+    time <= t - w*86400  ->  (t - w, t], current included.
+    customer_nb_tx_{w}d = their count, customer_avg_amount_{w}d = their mean amount.
+Terminal risk, delay d = LABEL_DELAY_DAYS:
+    the terminal's transactions with time in (t - (d+w)*86400, t - d*86400].
+    terminal_nb_tx_{w}d = their count, terminal_risk_{w}d = frauds / count (0 when none).
+tx_during_weekend: Saturday or Sunday; tx_during_night: hour <= 6.
+"""
+
+from __future__ import annotations
+
+SECONDS_PER_DAY = 86_400
+WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
+LABEL_DELAY_DAYS = 7
+NIGHT_LAST_HOUR = 6
+# Days of earlier history a batch needs: the longest terminal window plus the label delay.
+LOOKBACK_DAYS = LABEL_DELAY_DAYS + max(WINDOWS_DAYS)
+
+CALENDAR_FEATURES = ["tx_during_weekend", "tx_during_night"]
+CUSTOMER_FEATURES = [
+    name for w in WINDOWS_DAYS for name in (f"customer_nb_tx_{w}d", f"customer_avg_amount_{w}d")
+]
+TERMINAL_FEATURES = [
+    name for w in WINDOWS_DAYS for name in (f"terminal_nb_tx_{w}d", f"terminal_risk_{w}d")
+]
+BASELINE_FEATURES = CALENDAR_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+
+# Extra: fraud scenario 3 multiplies a card's amounts by 5, so an amount far above the card's own
+# recent mean is a strong signal that the absolute amount alone does not give.
+EXTRA_FEATURES = ["customer_amount_ratio_30d"]  # tx_amount / customer_avg_amount_30d
+
+FEATURE_COLUMNS = BASELINE_FEATURES + EXTRA_FEATURES
+KEY_COLUMNS = [
+    "transaction_id",
+    "tx_datetime",
+    "customer_id",
+    "terminal_id",
+    "tx_amount",
+    "tx_time_seconds",
+    "tx_fraud",
+    "tx_fraud_scenario",
+    "batch_id",
+]

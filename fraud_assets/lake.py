@@ -1,0 +1,121 @@
+"""The lake layout: clean and feature tables as Parquet partitioned by transaction date.
+
+    {root}/clean/tx_date=YYYY-MM-DD/{batch_id}.parquet      one file per (date, batch)
+    {root}/clean/_batches/{batch_id}.json                   what a batch covers: dates, rows, origin
+    {root}/quarantine/{batch_id}.parquet
+    {root}/features/tx_date=YYYY-MM-DD/{batch_id}.parquet
+
+A batch's files are replaced as a whole when it is re-run, so a re-run gives the same files. Any
+data scientist can load a table with one line: pl.read_parquet("{root}/features/**/*.parquet").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+
+import polars as pl
+from fsspec import AbstractFileSystem
+
+from fraud_assets.filesystems import join
+
+CLEAN, QUARANTINE, FEATURES = "clean", "quarantine", "features"
+
+
+class MissingHistoryError(RuntimeError):
+    """A batch's look-back history is not in the clean store (e.g. batches arrived out of order)."""
+
+
+@dataclass(frozen=True)
+class BatchCoverage:
+    batch_id: str
+    first_date: str
+    last_date: str
+    rows: int
+    origin: str
+
+    def dates(self) -> list[dt.date]:
+        first, last = dt.date.fromisoformat(self.first_date), dt.date.fromisoformat(self.last_date)
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+class Lake:
+    def __init__(self, fs: AbstractFileSystem, root: str) -> None:
+        self.fs, self.root = fs, root
+
+    def path(self, *parts: str) -> str:
+        return join(self.root, "/".join(parts))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write_by_date(self, table: str, batch_id: str, frame: pl.DataFrame) -> list[str]:
+        """Replace the batch's files of `table` with `frame`, one file per transaction date."""
+        for old in self.fs.glob(self.path(table, "tx_date=*", f"{batch_id}.parquet")):
+            self.fs.rm(old)
+        written = []
+        dated = frame.with_columns(_date=pl.col("tx_datetime").dt.date())
+        for (day,), part in dated.partition_by("_date", as_dict=True, maintain_order=True).items():
+            path = self.path(table, f"tx_date={day.isoformat()}", f"{batch_id}.parquet")
+            self._write_parquet(path, part.drop("_date"))
+            written.append(path)
+        return written
+
+    def write_quarantine(self, batch_id: str, frame: pl.DataFrame) -> str:
+        path = self.path(QUARANTINE, f"{batch_id}.parquet")
+        self._write_parquet(path, frame)
+        return path
+
+    def write_coverage(self, coverage: BatchCoverage) -> None:
+        self.fs.makedirs(self.path(CLEAN, "_batches"), exist_ok=True)
+        with self.fs.open(self.path(CLEAN, "_batches", f"{coverage.batch_id}.json"), "w") as f:
+            f.write(json.dumps(asdict(coverage), sort_keys=True))
+
+    def _write_parquet(self, path: str, frame: pl.DataFrame) -> None:
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as f:
+            frame.write_parquet(f, compression="zstd", statistics=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def coverage(self) -> dict[str, BatchCoverage]:
+        self.fs.invalidate_cache(self.root)
+        found = {}
+        for path in self.fs.glob(self.path(CLEAN, "_batches", "*.json")):
+            data = json.loads(self.fs.cat_file(path))
+            found[data["batch_id"]] = BatchCoverage(**data)
+        return found
+
+    def read_by_date(self, table: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+        self.fs.invalidate_cache(self.root)
+        frames = []
+        for path in sorted(self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))):
+            day = dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
+            if first <= day <= last:
+                with self.fs.open(path, "rb") as f:
+                    frames.append(pl.read_parquet(f))
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+    def read_batch(self, table: str, batch_id: str) -> pl.DataFrame:
+        paths = sorted(self.fs.glob(self.path(table, "tx_date=*", f"{batch_id}.parquet")))
+        frames = []
+        for path in paths:
+            with self.fs.open(path, "rb") as f:
+                frames.append(pl.read_parquet(f))
+        return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def missing_history(
+    batch: BatchCoverage, known: dict[str, BatchCoverage], lookback_days: int
+) -> list[dt.date]:
+    """Dates in the batch's look-back window that no clean batch covers.
+
+    The window starts no earlier than the data's origin (the first day of the data), so the very
+    first batch needs no history.
+    """
+    first = dt.date.fromisoformat(batch.first_date)
+    origin = dt.date.fromisoformat(batch.origin)
+    start = max(origin, first - dt.timedelta(days=lookback_days))
+    covered = {d for c in known.values() for d in c.dates()}
+    needed = [start + dt.timedelta(days=i) for i in range((first - start).days)]
+    return [d for d in needed if d not in covered]

@@ -1,0 +1,91 @@
+"""Batch pipeline steps shared by the Dagster assets and the `fraud` CLI: same code, same files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+
+from fraud_assets.cleaning import CleaningConfig, CleanResult, clean_batch
+from fraud_assets.features.polars_engine import compute_features
+from fraud_assets.features.spec import LOOKBACK_DAYS
+from fraud_assets.lake import (
+    CLEAN,
+    FEATURES,
+    BatchCoverage,
+    Lake,
+    MissingHistoryError,
+    missing_history,
+)
+from fraud_assets.privacy import Pseudonymizer
+
+
+def clean_into_lake(
+    lake: Lake,
+    source: str | Path | IO[bytes] | bytes,
+    batch_id: str,
+    pseudonymizer: Pseudonymizer,
+    config: CleaningConfig,
+    name: str | None = None,
+) -> CleanResult:
+    result = clean_batch(source, batch_id, pseudonymizer, config, name=name)
+    if not result.conserved:  # a bug, never bad data: every line has exactly one destination
+        raise AssertionError(f"{batch_id}: rows not conserved")
+    lake.write_by_date(CLEAN, batch_id, result.clean)
+    lake.write_quarantine(batch_id, result.quarantine)
+    dates = result.clean["tx_datetime"].dt.date()
+    first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
+    last = dates.max() if result.clean.height else first
+    lake.write_coverage(
+        BatchCoverage(
+            batch_id,
+            first.isoformat(),
+            last.isoformat(),
+            result.clean.height,
+            result.origin.isoformat(),
+        )
+    )
+    return result
+
+
+def features_for_batch(
+    lake: Lake, batch_id: str, engine: str = "polars", spark: object | None = None
+) -> pl.DataFrame:
+    """Features of one batch's transactions, computed over the batch plus its look-back history."""
+    known = lake.coverage()
+    if batch_id not in known:
+        raise MissingHistoryError(f"Batch {batch_id} has no clean data yet: clean it first.")
+    batch = known[batch_id]
+    missing = missing_history(batch, known, LOOKBACK_DAYS)
+    if missing:
+        raise MissingHistoryError(
+            f"Batch {batch_id} needs {LOOKBACK_DAYS} days of clean history before "
+            f"{batch.first_date}, but these dates are missing: "
+            f"{', '.join(d.isoformat() for d in missing)}. "
+            "Ingest the batches covering them first; this batch will then succeed."
+        )
+    first = dt.date.fromisoformat(batch.first_date) - dt.timedelta(days=LOOKBACK_DAYS)
+    history = lake.read_by_date(CLEAN, first, dt.date.fromisoformat(batch.last_date))
+    if engine == "polars":
+        features = compute_features(history)
+    elif engine == "spark":
+        from fraud_assets.features.spark_engine import compute_features_spark
+
+        features = (
+            compute_features_spark(spark.createDataFrame(history.to_pandas()))
+            .toPandas()
+            .pipe(pl.from_pandas)
+        )
+    else:
+        raise ValueError(f"unknown engine {engine!r}: expected 'polars' or 'spark'")
+    return features.filter(pl.col("batch_id") == batch_id).sort("transaction_id")
+
+
+def features_into_lake(
+    lake: Lake, batch_id: str, engine: str = "polars", spark: object | None = None
+) -> pl.DataFrame:
+    features = features_for_batch(lake, batch_id, engine, spark)
+    lake.write_by_date(FEATURES, batch_id, features)
+    return features

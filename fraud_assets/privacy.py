@@ -1,0 +1,66 @@
+"""Pseudonymised customer and terminal ids: a keyed HMAC, the same in batch and in serving.
+
+An id maps to a positive int64 (the first 63 bits of HMAC-SHA256(key, kind:id)): compact and
+fast to group and join on, useless without the key. Customers and terminals live in separate
+namespaces, so equal raw ids do not collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import warnings
+
+import numpy as np
+import polars as pl
+
+KEY_ENV = "FRAUD_PSEUDONYM_KEY"
+DEVELOPMENT_KEY = "development-only-pseudonym-key-do-not-use-in-production"
+_MASK = (1 << 63) - 1
+
+log = logging.getLogger(__name__)
+_warned = False
+
+
+class DevelopmentKeyWarning(UserWarning):
+    """The pseudonymisation key is the public development default."""
+
+
+def key_from_env() -> bytes:
+    key = os.environ.get(KEY_ENV)
+    if key:
+        return key.encode()
+    message = (
+        f"{KEY_ENV} is not set: pseudonymising ids with the PUBLIC DEVELOPMENT KEY. Anyone can "
+        f"reverse these pseudonyms. Set {KEY_ENV} to a secret before processing real card data."
+    )
+    global _warned
+    if not _warned:  # loud, but once per process rather than once per batch
+        warnings.warn(message, DevelopmentKeyWarning, stacklevel=2)
+        log.warning(message)
+        _warned = True
+    return DEVELOPMENT_KEY.encode()
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else key_from_env()
+
+    def one(self, kind: str, raw_id: int) -> int:
+        digest = hmac.new(self._key, f"{kind}:{raw_id}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big") & _MASK
+
+    def column(self, values: pl.Series, kind: str) -> pl.Series:
+        """Pseudonymise a column, hashing each distinct id once (a batch repeats ids a lot)."""
+        distinct = values.unique().drop_nulls()
+        hashed = np.fromiter(
+            (self.one(kind, int(v)) for v in distinct), dtype=np.int64, count=len(distinct)
+        )
+        mapping = pl.DataFrame({"raw": distinct, "pseudonym": hashed})
+        return (
+            values.to_frame("raw")
+            .join(mapping, on="raw", how="left", maintain_order="left")["pseudonym"]
+            .alias(values.name)
+        )
