@@ -35,11 +35,16 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
 
 def _sorted_keys(frame: pl.DataFrame, entity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Order rows by (entity, time, id); return that order, its int64 keys and time."""
-    idx = frame[entity].rank("dense").cast(pl.Int64).to_numpy()
-    seconds = frame["tx_time_seconds"].to_numpy()
-    order = np.lexsort((frame["transaction_id"].to_numpy(), seconds, idx))
-    keys = (idx[order] << _TIME_BITS) + seconds[order]
-    return order, keys, seconds[order]
+    order = (
+        frame.select(pl.arg_sort_by([entity, "tx_time_seconds", "transaction_id"]))
+        .to_series()
+        .to_numpy()
+    )
+    ids = frame[entity].to_numpy()[order]
+    group = np.zeros(len(ids), dtype=np.int64)
+    np.cumsum(ids[1:] != ids[:-1], out=group[1:])  # 0, 1, 2… per entity, in sorted order
+    seconds = frame["tx_time_seconds"].to_numpy()[order]
+    return order, (group << _TIME_BITS) + seconds, seconds
 
 
 def _window_start(
@@ -60,9 +65,9 @@ def _customer_windows(frame: pl.DataFrame) -> pl.DataFrame:
         start = _window_start(keys, base, seconds - w * SECONDS_PER_DAY)
         count = position - start
         total = cum_amount[position] - cum_amount[start]
-        columns[f"customer_nb_tx_{w}d"] = _unsort(count, order)
-        columns[f"customer_avg_amount_{w}d"] = _unsort(total / count, order)
-    return frame.with_columns([pl.Series(name, values) for name, values in columns.items()])
+        columns[f"customer_nb_tx_{w}d"] = count
+        columns[f"customer_avg_amount_{w}d"] = total / count
+    return _attach(frame, columns, order)
 
 
 def _terminal_windows(frame: pl.DataFrame) -> pl.DataFrame:
@@ -78,12 +83,13 @@ def _terminal_windows(frame: pl.DataFrame) -> pl.DataFrame:
         count = end - start
         frauds = cum_fraud[end] - cum_fraud[start]
         risk = np.divide(frauds, count, out=np.zeros(len(count)), where=count > 0)
-        columns[f"terminal_nb_tx_{w}d"] = _unsort(count, order)
-        columns[f"terminal_risk_{w}d"] = _unsort(risk, order)
-    return frame.with_columns([pl.Series(name, values) for name, values in columns.items()])
+        columns[f"terminal_nb_tx_{w}d"] = count
+        columns[f"terminal_risk_{w}d"] = risk
+    return _attach(frame, columns, order)
 
 
-def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    out = np.empty_like(values)
-    out[order] = values
-    return out
+def _attach(frame: pl.DataFrame, sorted_columns: dict, order: np.ndarray) -> pl.DataFrame:
+    """Put columns computed in sorted order back in frame order, all in one gather."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return frame.with_columns(pl.DataFrame(sorted_columns).select(pl.all().gather(inverse)))

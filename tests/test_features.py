@@ -1,0 +1,184 @@
+"""Baseline features match DESIGN.md §3.4 exactly, window edges included."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from fraud_assets.definitions import build_definitions
+from fraud_assets.features.polars_engine import compute_features
+from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.inprocess import tick_sensor
+from fraud_assets.schemas import TransactionFeatures
+from resources.processing import FeatureEngine, PseudonymKey
+from resources.storage import LakeStore, LandingZone
+from tests.conftest import write_days
+
+DAY = 86_400
+ORIGIN = dt.datetime(2024, 1, 1)  # a Monday
+
+
+def frame(rows: list[tuple[int, int, int, int, float, int]]) -> pl.DataFrame:
+    """rows: (id, seconds since origin, customer, terminal, amount, fraud)."""
+    return pl.DataFrame(
+        rows,
+        schema=[
+            "transaction_id",
+            "tx_time_seconds",
+            "customer_id",
+            "terminal_id",
+            "tx_amount",
+            "tx_fraud",
+        ],
+        orient="row",
+    ).with_columns(
+        tx_datetime=pl.lit(ORIGIN) + pl.duration(seconds=pl.col("tx_time_seconds")),
+        tx_fraud=pl.col("tx_fraud").cast(pl.Int8),
+    )
+
+
+def features_of(rows) -> dict[int, dict]:  # noqa: ANN001
+    out = compute_features(frame(rows))
+    return {r["transaction_id"]: r for r in out.iter_rows(named=True)}
+
+
+def test_customer_windows_include_the_current_transaction_and_exclude_exactly_w_days_earlier():
+    f = features_of(
+        [
+            (1, 10 * DAY, 7, 1, 10.0, 0),
+            (2, 11 * DAY, 7, 1, 20.0, 0),  # exactly 1 day after #1: #1 is outside the 1-day window
+            (3, 11 * DAY + 1, 7, 1, 60.0, 0),
+            (4, 17 * DAY, 7, 1, 30.0, 0),  # exactly 7 days after #1: #1 outside the 7-day window
+            (5, 11 * DAY, 8, 1, 99.0, 0),  # another customer never counts
+        ]
+    )
+    assert (f[1]["customer_nb_tx_1d"], f[1]["customer_avg_amount_1d"]) == (1, 10.0)
+    assert (f[2]["customer_nb_tx_1d"], f[2]["customer_avg_amount_1d"]) == (1, 20.0)
+    assert (f[2]["customer_nb_tx_7d"], f[2]["customer_avg_amount_7d"]) == (2, 15.0)
+    assert (f[3]["customer_nb_tx_1d"], f[3]["customer_avg_amount_1d"]) == (2, 40.0)
+    assert (f[4]["customer_nb_tx_7d"], f[4]["customer_avg_amount_7d"]) == (3, 110.0 / 3)
+    assert (f[4]["customer_nb_tx_30d"], f[4]["customer_avg_amount_30d"]) == (4, 30.0)
+    assert f[4]["customer_amount_ratio_30d"] == pytest.approx(1.0)
+
+
+def test_ties_within_a_second_count_in_id_order_as_they_arrive():
+    f = features_of([(1, DAY, 7, 1, 10.0, 0), (2, DAY, 7, 1, 30.0, 0)])
+    assert f[1]["customer_nb_tx_1d"] == 1 and f[2]["customer_nb_tx_1d"] == 2
+    assert f[2]["customer_avg_amount_1d"] == 20.0
+
+
+def test_terminal_risk_uses_only_labels_older_than_the_7_day_delay():
+    t = 20 * DAY
+    f = features_of(
+        [
+            (1, t - 7 * DAY, 1, 5, 1.0, 1),  # exactly at t - 7d: inside (t-8d, t-7d]
+            (2, t - 8 * DAY, 2, 5, 1.0, 1),  # exactly at t - 8d: outside the 1-day window
+            (3, t - 7 * DAY + 1, 3, 5, 1.0, 1),  # younger than the delay: never used
+            (4, t - 10 * DAY, 4, 5, 1.0, 0),
+            (5, t - 37 * DAY + 1, 4, 5, 1.0, 1),  # oldest second inside the 30-day window
+            (6, t, 9, 5, 1.0, 0),  # the transaction being scored
+            (7, t, 9, 6, 1.0, 0),  # a terminal with no history
+        ]
+    )
+    assert (f[6]["terminal_nb_tx_1d"], f[6]["terminal_risk_1d"]) == (1, 1.0)
+    assert (f[6]["terminal_nb_tx_7d"], f[6]["terminal_risk_7d"]) == (3, 2 / 3)
+    assert (f[6]["terminal_nb_tx_30d"], f[6]["terminal_risk_30d"]) == (4, 3 / 4)
+    assert (f[7]["terminal_nb_tx_30d"], f[7]["terminal_risk_30d"]) == (0, 0.0)
+
+
+def test_weekend_and_night_flags():
+    f = features_of(
+        [
+            (1, 5 * DAY + 6 * 3600 + 59 * 60, 1, 1, 1.0, 0),  # Saturday 06:59
+            (2, 4 * DAY + 7 * 3600, 1, 1, 1.0, 0),  # Friday 07:00
+            (3, 6 * DAY + 23 * 3600, 1, 1, 1.0, 0),  # Sunday 23:00
+        ]
+    )
+    assert (f[1]["tx_during_weekend"], f[1]["tx_during_night"]) == (1, 1)
+    assert (f[2]["tx_during_weekend"], f[2]["tx_during_night"]) == (0, 0)
+    assert (f[3]["tx_during_weekend"], f[3]["tx_during_night"]) == (1, 0)
+
+
+@pytest.fixture
+def defs_for(tmp_path: Path):
+    def make(landing: Path) -> dg.Definitions:
+        return build_definitions(
+            {
+                "landing_zone": LandingZone(url=str(landing)),
+                "lake": LakeStore(url=str(tmp_path / "lake")),
+                "pseudonym_key": PseudonymKey(key="test-key"),
+                "feature_engine": FeatureEngine(),
+            }
+        )
+
+    return make
+
+
+def test_every_batch_gets_its_three_assets_checks_and_row_counts(tmp_path, defs_for):
+    landing = tmp_path / "landing"
+    summary = write_days(landing, days=3, dirty=0.01)
+    defs = defs_for(landing)
+    with dg.instance_for_test() as instance:
+        outcome = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
+        assert outcome.succeeded == summary.batches, outcome.failed
+        for batch in summary.batches:
+            counts = {}
+            for key in (
+                "raw_transactions",
+                "clean_transactions",
+                "quarantined_transactions",
+                "transaction_features",
+            ):
+                record = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[batch]),
+                    limit=1,
+                ).records[0]
+                counts[key] = record.asset_materialization.metadata["dagster/row_count"].value
+            duplicates = (
+                pl.read_csv(landing / f"{batch}.dirty.csv")
+                .filter(pl.col("defect") == "duplicate")
+                .height
+            )
+            assert counts["raw_transactions"] == (
+                counts["clean_transactions"] + counts["quarantined_transactions"] + duplicates
+            )
+            assert counts["transaction_features"] == counts["clean_transactions"]
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("clean_transactions"), "rows_conserved"), limit=10
+        )
+        assert len(checks) == 3
+    features = pl.read_parquet(tmp_path / "lake" / "features" / "**" / "*.parquet")
+    TransactionFeatures.validate(features)
+    assert set(FEATURE_COLUMNS) <= set(features.columns)
+
+
+def test_a_batch_whose_history_is_missing_is_refused_then_succeeds_once_it_is_there(
+    tmp_path, defs_for
+):
+    landing = tmp_path / "landing"
+    write_days(landing, days=3)
+    held_back = tmp_path / "held_back"
+    held_back.mkdir()
+    for suffix in (".txt", ".done"):  # the middle day arrives late
+        (landing / f"2024-03-02{suffix}").rename(held_back / f"2024-03-02{suffix}")
+    defs = defs_for(landing)
+    with dg.instance_for_test() as instance:
+        first = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
+        assert first.succeeded == ["2024-03-01"]
+        message = first.failed["2024-03-03"]
+        assert "missing: 2024-03-02" in message and "2024-03-03" in message
+
+        for suffix in (".txt", ".done"):
+            (held_back / f"2024-03-02{suffix}").rename(landing / f"2024-03-02{suffix}")
+        second = tick_sensor(
+            defs, instance, "landing_sensor", cursor=first.cursor, log_level="ERROR"
+        )
+        assert second.succeeded == ["2024-03-02"]
+        retry = defs.resolve_job_def("ingest_batch").execute_in_process(
+            partition_key="2024-03-03", instance=instance, raise_on_error=False
+        )
+        assert retry.success
