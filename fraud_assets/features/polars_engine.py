@@ -58,13 +58,21 @@ def _customer_windows(frame: pl.DataFrame) -> pl.DataFrame:
     order, keys, seconds = _sorted_keys(frame, "customer_id")
     base = keys - seconds
     amount = frame["tx_amount"].to_numpy()[order]
-    cum_amount = np.concatenate([[0.0], np.cumsum(amount)])
-    position = np.arange(1, len(keys) + 1)  # rows up to and including this one
+    # Running sums restart for each customer: a global running sum would carry a rounding error
+    # that grows with the whole dataset into every customer's averages.
+    inclusive = (
+        pl.DataFrame({"customer": keys >> _TIME_BITS, "amount": amount})
+        .select(pl.col("amount").cum_sum().over("customer"))
+        .to_series()
+        .to_numpy()
+    )
+    exclusive = inclusive - amount  # the customer's sum before each row
+    current = np.arange(len(keys))
     columns = {}
     for w in WINDOWS_DAYS:
         start = _window_start(keys, base, seconds - w * SECONDS_PER_DAY)
-        count = position - start
-        total = cum_amount[position] - cum_amount[start]
+        count = current + 1 - start
+        total = inclusive[current] - exclusive[start]
         columns[f"customer_nb_tx_{w}d"] = count
         columns[f"customer_avg_amount_{w}d"] = total / count
     return _attach(frame, columns, order)
