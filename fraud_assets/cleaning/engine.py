@@ -18,7 +18,7 @@ import polars as pl
 from fraud_assets.defects import Defect
 from fraud_assets.ingestion import RawBatchError
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import DATETIME_FORMAT, HEADER
+from fraud_assets.raw_format import COLUMNS, DATETIME_FORMAT, HEADER
 
 SECONDS_PER_DAY = 86_400
 INVALID_LABEL = "invalid_label"  # tx_fraud not 0/1 or scenario not 0-3: a label we cannot trust
@@ -184,15 +184,7 @@ def _parse(lines: pl.LazyFrame, config: CleaningConfig) -> pl.LazyFrame:
         # The text is kept only where it is needed: quarantined rows keep their original line.
         pl.when(pl.col("reason").is_not_null()).then(pl.col("line")).alias("line"),
         "hour_24",
-        "transaction_id",
-        "tx_datetime",
-        "customer_id",
-        "terminal_id",
-        "tx_amount",
-        "tx_time_seconds",
-        "tx_time_days",
-        "tx_fraud",
-        "tx_fraud_scenario",
+        *COLUMNS,
     )
 
 

@@ -38,14 +38,3 @@ BASELINE_FEATURES = CALENDAR_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
 EXTRA_FEATURES = ["customer_amount_ratio_30d"]  # tx_amount / customer_avg_amount_30d
 
 FEATURE_COLUMNS = BASELINE_FEATURES + EXTRA_FEATURES
-KEY_COLUMNS = [
-    "transaction_id",
-    "tx_datetime",
-    "customer_id",
-    "terminal_id",
-    "tx_amount",
-    "tx_time_seconds",
-    "tx_fraud",
-    "tx_fraud_scenario",
-    "batch_id",
-]
