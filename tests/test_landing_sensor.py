@@ -11,7 +11,8 @@ import pytest
 from fraud_assets.definitions import build_definitions
 from fraud_assets.inprocess import tick_sensor
 from fraud_assets.raw_format import HEADER_LINE
-from resources.storage import LandingZone
+from resources.processing import FeatureEngine, PseudonymKey
+from resources.storage import LakeStore, LandingZone
 from tests.conftest import write_days
 
 
@@ -22,7 +23,14 @@ def instance():
 
 
 def tick(landing: Path, instance: dg.DagsterInstance, cursor: str | None = None):
-    defs = build_definitions({"landing_zone": LandingZone(url=str(landing))})
+    defs = build_definitions(
+        {
+            "landing_zone": LandingZone(url=str(landing)),
+            "lake": LakeStore(url=str(landing.parent / "lake")),
+            "pseudonym_key": PseudonymKey(key="test-key"),
+            "feature_engine": FeatureEngine(),
+        }
+    )
     return tick_sensor(defs, instance, "landing_sensor", cursor=cursor, log_level="ERROR")
 
 
