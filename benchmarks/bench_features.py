@@ -83,7 +83,8 @@ def measure(size: str, engine: str) -> dict:
         started = time.perf_counter()
         result = clean_into_lake(lake, str(source), BATCH_ID, Pseudonymizer(b"bench"), config)
         cleaned = time.perf_counter()
-        features = features_into_lake(lake, BATCH_ID, engine, spark)
+        # As `fraud features` does: the clean table just written is featurised from memory.
+        features = features_into_lake(lake, BATCH_ID, engine, spark, batch_clean=result.clean)
         done = time.perf_counter()
     finally:
         shutil.rmtree(lake_dir, ignore_errors=True)

@@ -247,45 +247,37 @@ def _raw_inputs(inputs: list[str]) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def _clean_all(inputs: list[str], out: str, max_terminal_id: int, origin_date) -> Lake:  # noqa: ANN001
+def _clean_one(
+    lake: Lake,
+    batch_id: str,
+    path: str,
+    pseudonymizer: object,
+    max_terminal_id: int,
+    origin_date: dt.datetime | None,
+) -> object | None:
+    """Clean one batch into the lake and print its conservation line; None if it is unreadable."""
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.ingestion import RawBatchError
     from fraud_assets.pipeline import clean_into_lake
-    from fraud_assets.privacy import Pseudonymizer
 
-    lake = Lake(*filesystem_for(out))
-    batches = _raw_inputs(inputs)
-    pseudonymizer = Pseudonymizer()
-    failed = 0
-    with progress_bar() as progress:
-        task = progress.add_task("cleaning", total=len(batches), detail="")
-        for batch_id, path in batches:
-            marker = (
-                BatchMarker.from_json(Path(path).with_suffix(MARKER_SUFFIX).read_bytes())
-                if (Path(path).with_suffix(MARKER_SUFFIX).exists())
-                else None
-            )
-            origin = origin_date.date() if origin_date else None
-            if origin is None and marker is not None:
-                origin = dt.date.fromisoformat(marker.origin_date)
-            config = CleaningConfig(max_terminal_id=max_terminal_id, origin_date=origin)
-            try:
-                r = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
-            except RawBatchError as e:
-                console.print(f"[red]{e}")
-                failed += 1
-                progress.update(task, advance=1)
-                continue
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
-            console.print(
-                f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
-                f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
-                f"{r.duplicates:,} duplicates"
-            )
-            progress.update(task, advance=1, detail=batch_id)
-    if failed:
-        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
-    return lake
+    marker_path = Path(path).with_suffix(MARKER_SUFFIX)
+    marker = BatchMarker.from_json(marker_path.read_bytes()) if marker_path.exists() else None
+    origin = origin_date.date() if origin_date else None
+    if origin is None and marker is not None:
+        origin = dt.date.fromisoformat(marker.origin_date)
+    config = CleaningConfig(max_terminal_id=max_terminal_id, origin_date=origin)
+    try:
+        r = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
+    except RawBatchError as e:
+        console.print(f"[red]{e}")
+        return None
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
+    console.print(
+        f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
+        f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
+        f"{r.duplicates:,} duplicates"
+    )
+    return r
 
 
 class Engine(StrEnum):
@@ -313,7 +305,20 @@ def clean(
 ) -> None:
     """Clean raw batches: repair timestamps and counters, drop duplicates, quarantine bad rows
     (with line number, text and reason), pseudonymise ids (key: FRAUD_PSEUDONYM_KEY)."""
-    _clean_all(inputs, out, max_terminal_id, origin_date)
+    from fraud_assets.privacy import Pseudonymizer
+
+    lake = Lake(*filesystem_for(out))
+    batches = _raw_inputs(inputs)
+    pseudonymizer = Pseudonymizer()
+    failed = 0
+    with progress_bar() as progress:
+        task = progress.add_task("cleaning", total=len(batches), detail="")
+        for batch_id, path in batches:
+            result = _clean_one(lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date)
+            failed += result is None
+            progress.update(task, advance=1, detail=batch_id)
+    if failed:
+        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
     console.print(f"Clean tables in {out}/clean, quarantine in {out}/quarantine")
 
 
@@ -333,9 +338,12 @@ def features(
     Load the result with: pl.read_parquet("OUT/features/**/*.parquet")."""
     from fraud_assets.lake import MissingHistoryError
     from fraud_assets.pipeline import features_into_lake
+    from fraud_assets.privacy import Pseudonymizer
 
     engine = Engine(engine).value
-    lake = _clean_all(inputs, out, max_terminal_id, origin_date)
+    lake = Lake(*filesystem_for(out))
+    batches = _raw_inputs(inputs)
+    pseudonymizer = Pseudonymizer()
     spark = None
     if engine == "spark":
         from pyspark.sql import SparkSession
@@ -346,16 +354,22 @@ def features(
             .config("spark.ui.enabled", "false")
             .getOrCreate()
         )
-    batches = sorted(lake.coverage())
-    rows = 0
+    rows = failed = 0
     with progress_bar() as progress:
-        task = progress.add_task(f"features ({engine})", total=len(batches), detail="")
-        for batch_id in batches:
-            try:
-                rows += features_into_lake(lake, batch_id, engine, spark).height
-            except MissingHistoryError as e:
-                console.print(f"[yellow]{e}")
+        task = progress.add_task(f"clean + features ({engine})", total=len(batches), detail="")
+        for batch_id, path in batches:
+            cleaned = _clean_one(lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date)
+            if cleaned is None:
+                failed += 1
+            else:
+                try:  # featurised from the clean table still in memory, history from the lake
+                    features = features_into_lake(lake, batch_id, engine, spark, cleaned.clean)
+                    rows += features.height
+                except MissingHistoryError as e:
+                    console.print(f"[yellow]{e}")
             progress.update(task, advance=1, detail=batch_id)
+    if failed:
+        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
     console.print(
         f"{rows:,} feature rows in {out}/features — load them with "
         f'pl.read_parquet("{out}/features/**/*.parquet")'

@@ -80,7 +80,8 @@ class Lake:
     def _write_parquet(self, path: str, frame: pl.DataFrame) -> None:
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(path, "wb") as f:
-            frame.write_parquet(f, compression="zstd", statistics=True)
+            # snappy: Spark's default codec, and twice as fast to write as zstd for ~1.5x the size.
+            frame.write_parquet(f, compression="snappy", statistics=True)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -92,12 +93,16 @@ class Lake:
             found[data["batch_id"]] = BatchCoverage(**data)
         return found
 
-    def read_by_date(self, table: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    def read_by_date(
+        self, table: str, first: dt.date, last: dt.date, exclude_batch: str | None = None
+    ) -> pl.DataFrame:
+        """All batches' rows dated first..last; `exclude_batch` skips one the caller holds."""
         self.fs.invalidate_cache(self.root)
+        skip = f"{exclude_batch}.parquet"
         frames = []
         for path in sorted(self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))):
             day = dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
-            if first <= day <= last:
+            if first <= day <= last and not path.endswith("/" + skip):
                 with self.fs.open(path, "rb") as f:
                     frames.append(pl.read_parquet(f))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()

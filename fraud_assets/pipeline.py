@@ -51,9 +51,17 @@ def clean_into_lake(
 
 
 def features_for_batch(
-    lake: Lake, batch_id: str, engine: str = "polars", spark: object | None = None
+    lake: Lake,
+    batch_id: str,
+    engine: str = "polars",
+    spark: object | None = None,
+    batch_clean: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Features of one batch's transactions, computed over the batch plus its look-back history."""
+    """Features of one batch's transactions, computed over the batch plus its look-back history.
+
+    `batch_clean` is the batch's clean table when the caller has just made it: it is used instead
+    of reading the same rows back from the lake.
+    """
     known = lake.coverage()
     if batch_id not in known:
         raise MissingHistoryError(f"Batch {batch_id} has no clean data yet: clean it first.")
@@ -67,7 +75,12 @@ def features_for_batch(
             "Ingest the batches covering them first; this batch will then succeed."
         )
     first = dt.date.fromisoformat(batch.first_date) - dt.timedelta(days=LOOKBACK_DAYS)
-    history = lake.read_by_date(CLEAN, first, dt.date.fromisoformat(batch.last_date))
+    last = dt.date.fromisoformat(batch.last_date)
+    if batch_clean is None:
+        history = lake.read_by_date(CLEAN, first, last)
+    else:
+        others = lake.read_by_date(CLEAN, first, last, exclude_batch=batch_id)
+        history = pl.concat([others, batch_clean]) if others.height else batch_clean
     if engine == "polars":
         features = compute_features(history)
     elif engine == "spark":
@@ -84,8 +97,12 @@ def features_for_batch(
 
 
 def features_into_lake(
-    lake: Lake, batch_id: str, engine: str = "polars", spark: object | None = None
+    lake: Lake,
+    batch_id: str,
+    engine: str = "polars",
+    spark: object | None = None,
+    batch_clean: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    features = features_for_batch(lake, batch_id, engine, spark)
+    features = features_for_batch(lake, batch_id, engine, spark, batch_clean)
     lake.write_by_date(FEATURES, batch_id, features)
     return features

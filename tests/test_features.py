@@ -9,10 +9,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.filesystems import filesystem_for
 from fraud_assets.inprocess import tick_sensor
+from fraud_assets.lake import Lake
+from fraud_assets.pipeline import clean_into_lake, features_for_batch
+from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.schemas import TransactionFeatures
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
@@ -182,3 +187,20 @@ def test_a_batch_whose_history_is_missing_is_refused_then_succeeds_once_it_is_th
             partition_key="2024-03-03", instance=instance, raise_on_error=False
         )
         assert retry.success
+
+
+def test_featurising_from_the_clean_table_in_memory_equals_reading_it_back(tmp_path):
+    landing = tmp_path / "landing"
+    write_days(landing, days=3)
+    lake = Lake(*filesystem_for(str(tmp_path / "lake")))
+    config = CleaningConfig(origin_date=dt.date(2024, 3, 1))
+    results = {
+        day: clean_into_lake(lake, landing / f"{day}.txt", day, Pseudonymizer(b"k"), config)
+        for day in ("2024-03-01", "2024-03-02", "2024-03-03")
+    }
+    from_lake = features_for_batch(lake, "2024-03-03")
+    from_memory = features_for_batch(lake, "2024-03-03", batch_clean=results["2024-03-03"].clean)
+    assert from_memory.height > 0
+    assert from_memory.equals(from_lake)
+    # History from the earlier batches is used either way: day 3 sees day 1-2 transactions.
+    assert (from_memory["customer_nb_tx_7d"] > 1).any()

@@ -98,18 +98,16 @@ def clean_batch(
     )
     valid = parsed.filter(pl.col("reason").is_null())
     # Exact copies and re-sent ids: keep the first occurrence in file order.
-    unique = valid.unique(subset=["transaction_id"], keep="first", maintain_order=True)
+    unique = valid.filter(pl.col("transaction_id").is_first_distinct())
     origin = config.origin_date or _infer_origin(unique)
     clean, repaired = _repair_time(unique, origin)
-    clean = (
-        clean.with_columns(
-            customer_id=pseudonymizer.column(clean["customer_id"], "customer"),
-            terminal_id=pseudonymizer.column(clean["terminal_id"], "terminal"),
-            batch_id=pl.lit(batch_id),
-        )
-        .select(list(CLEAN_SCHEMA))
-        .sort("transaction_id")
-    )
+    clean = clean.with_columns(
+        customer_id=pseudonymizer.column(clean["customer_id"], "customer"),
+        terminal_id=pseudonymizer.column(clean["terminal_id"], "terminal"),
+        batch_id=pl.lit(batch_id),
+    ).select(list(CLEAN_SCHEMA))
+    if not clean["transaction_id"].is_sorted():  # exports are usually in id order already
+        clean = clean.sort("transaction_id")
     return CleanResult(
         batch_id=batch_id,
         clean=clean.cast(CLEAN_SCHEMA),

