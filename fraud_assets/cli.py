@@ -389,5 +389,11 @@ def demo(
     run_demo(console, days=days, customers=customers, terminals=terminals)
 
 
+from fraud_assets.model_cli import backtest, model_app  # noqa: E402 - after `app` exists
+
+app.add_typer(model_app, name="model")
+app.command()(backtest)
+
+
 if __name__ == "__main__":
     app()

@@ -107,6 +107,15 @@ class Lake:
                     frames.append(pl.read_parquet(f))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
+    def dates(self, table: str) -> list[dt.date]:
+        """Transaction dates that have at least one file in `table`, oldest first."""
+        self.fs.invalidate_cache(self.root)
+        found = {
+            dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
+            for path in self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))
+        }
+        return sorted(found)
+
     def read_batch(self, table: str, batch_id: str) -> pl.DataFrame:
         paths = sorted(self.fs.glob(self.path(table, "tx_date=*", f"{batch_id}.parquet")))
         frames = []

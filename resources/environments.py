@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster_aws.s3 import S3Resource
 
+from resources.models import ModelStore, ModelTraining
 from resources.processing import FeatureEngine, PseudonymKey, local_spark
 from resources.storage import LakeStore, LandingZone
 
@@ -24,6 +25,20 @@ def lake_url() -> str:
     return os.environ.get("FRAUD_LAKE_URL") or str(data_dir() / "lake")
 
 
+def model_store() -> ModelStore:
+    """FRAUD_MLFLOW_TRACKING_URI, else a SQLite file and artifact folder under the data dir."""
+    uri = os.environ.get("FRAUD_MLFLOW_TRACKING_URI")
+    if uri:
+        return ModelStore(
+            tracking_uri=uri, artifact_location=os.environ.get("FRAUD_MLFLOW_ARTIFACTS")
+        )
+    folder = data_dir() / "mlflow"
+    return ModelStore(
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        artifact_location=str(folder / "artifacts"),
+    )
+
+
 def feature_engine() -> FeatureEngine:
     engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
     master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
@@ -38,6 +53,8 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "lake": LakeStore(url=lake_url()),
             "pseudonym_key": PseudonymKey(),
             "feature_engine": feature_engine(),
+            "models": model_store(),
+            "model_training": ModelTraining(),
         }
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
@@ -53,10 +70,16 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             raise RuntimeError(
                 "FRAUD_ENV=prod needs FRAUD_PSEUDONYM_KEY, the pseudonymisation secret"
             )
+        if not os.environ.get("FRAUD_MLFLOW_TRACKING_URI"):
+            raise RuntimeError(
+                "FRAUD_ENV=prod needs FRAUD_MLFLOW_TRACKING_URI (an MLflow server or database)"
+            )
         return {
             "landing_zone": LandingZone(url=landing_url(), s3=s3),
             "lake": LakeStore(url=lake_url(), s3=s3),
             "pseudonym_key": PseudonymKey(key=os.environ["FRAUD_PSEUDONYM_KEY"]),
             "feature_engine": feature_engine(),
+            "models": model_store(),
+            "model_training": ModelTraining(),
         }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

@@ -16,6 +16,28 @@ from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import SimulationSummary, write_simulation
 
 SMALL = dict(customers=300, terminals=400, start_date=dt.date(2024, 3, 1))
+# A training window tests can fill quickly: 14 + 7 validation + 7 review + 7 label delay = 35 days.
+SMALL_TRAINING = dict(window_days=14, validation_days=7, review_days=7, iterations=150)
+
+
+def platform_resources(landing: Path, data: Path, **overrides: object) -> dict[str, object]:
+    """Every resource the code location needs, all below `data`, as the dev environment does."""
+    from resources.models import ModelStore, ModelTraining
+    from resources.processing import FeatureEngine, PseudonymKey
+    from resources.storage import LakeStore, LandingZone
+
+    resources: dict[str, object] = {
+        "landing_zone": LandingZone(url=str(landing)),
+        "lake": LakeStore(url=str(data / "lake")),
+        "pseudonym_key": PseudonymKey(key="test-key"),
+        "feature_engine": FeatureEngine(),
+        "models": ModelStore(
+            tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+            artifact_location=str(data / "mlflow" / "artifacts"),
+        ),
+        "model_training": ModelTraining(**SMALL_TRAINING),
+    }
+    return {**resources, **overrides}
 
 
 def write_days(
@@ -80,3 +102,38 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     )
     fs.mkdir(name)
     return f"s3://{name}"
+
+
+FEATURE_LAKE_START = dt.date(2024, 3, 1)
+FEATURE_LAKE_DAYS = 42  # SMALL_TRAINING needs 35
+
+
+@pytest.fixture(scope="session")
+def feature_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """42 simulated days cleaned and featurised into `<root>/lake` (read-only for tests).
+
+    1 000 customers and 2 000 terminals: ~2 k transactions and ~3 % fraud a day, enough frauds
+    in every week for training, validation and review slices.
+    """
+    from fraud_assets.cleaning import CleaningConfig
+    from fraud_assets.lake import Lake
+    from fraud_assets.pipeline import clean_into_lake, features_into_lake
+    from fraud_assets.privacy import Pseudonymizer
+
+    root = tmp_path_factory.mktemp("feature-lake")
+    params = SimulationParams(
+        customers=1000,
+        terminals=2000,
+        days=FEATURE_LAKE_DAYS,
+        start_date=FEATURE_LAKE_START,
+        seed=7,
+    )
+    summary = write_simulation(params, *filesystem_for(str(root / "landing")))
+    lake = Lake(*filesystem_for(str(root / "lake")))
+    config = CleaningConfig(origin_date=FEATURE_LAKE_START)
+    for batch in summary.batches:
+        result = clean_into_lake(
+            lake, root / "landing" / f"{batch}.txt", batch, Pseudonymizer(b"test-key"), config
+        )
+        features_into_lake(lake, batch, batch_clean=result.clean)
+    return root

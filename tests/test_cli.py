@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import click
+import pytest
 import typer.main
 from typer.testing import CliRunner
 
@@ -14,12 +14,27 @@ from fraud_assets.cli import app
 runner = CliRunner()
 
 
-def test_help_documents_every_option():
-    command = typer.main.get_command(app).commands["simulate"]
-    result = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+def _commands(group, prefix: tuple[str, ...] = ()):  # noqa: ANN001 - a click or typer group
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a sub-group such as `fraud model`
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+@pytest.mark.parametrize(
+    ("path", "command"),
+    list(_commands(typer.main.get_command(app))),
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else "",
+)
+def test_help_documents_every_option(path, command):
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
+    assert command.help, f"fraud {' '.join(path)} has no description"
+    options = [p for p in command.params if p.param_type_name == "option"]
+    assert options or path == ("demo",), "the option check must see the options"
     for param in command.params:
-        if isinstance(param, click.Option):
+        if param.param_type_name == "option" and param.name != "help":
             assert param.help, f"{param.opts[0]} has no help text"
             assert param.opts[0] in result.output
 

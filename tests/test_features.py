@@ -19,9 +19,7 @@ from fraud_assets.lake import Lake
 from fraud_assets.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.schemas import TransactionFeatures
-from resources.processing import FeatureEngine, PseudonymKey
-from resources.storage import LakeStore, LandingZone
-from tests.conftest import write_days
+from tests.conftest import platform_resources, write_days
 
 DAY = 86_400
 ORIGIN = dt.datetime(2024, 1, 1)  # a Monday
@@ -111,14 +109,7 @@ def test_weekend_and_night_flags():
 @pytest.fixture
 def defs_for(tmp_path: Path):
     def make(landing: Path) -> dg.Definitions:
-        return build_definitions(
-            {
-                "landing_zone": LandingZone(url=str(landing)),
-                "lake": LakeStore(url=str(tmp_path / "lake")),
-                "pseudonym_key": PseudonymKey(key="test-key"),
-                "feature_engine": FeatureEngine(),
-            }
-        )
+        return build_definitions(platform_resources(landing, tmp_path))
 
     return make
 

@@ -11,9 +11,7 @@ import pytest
 from fraud_assets.definitions import build_definitions
 from fraud_assets.inprocess import tick_sensor
 from fraud_assets.raw_format import HEADER_LINE
-from resources.processing import FeatureEngine, PseudonymKey
-from resources.storage import LakeStore, LandingZone
-from tests.conftest import write_days
+from tests.conftest import platform_resources, write_days
 
 
 @pytest.fixture
@@ -23,14 +21,7 @@ def instance():
 
 
 def tick(landing: Path, instance: dg.DagsterInstance, cursor: str | None = None):
-    defs = build_definitions(
-        {
-            "landing_zone": LandingZone(url=str(landing)),
-            "lake": LakeStore(url=str(landing.parent / "lake")),
-            "pseudonym_key": PseudonymKey(key="test-key"),
-            "feature_engine": FeatureEngine(),
-        }
-    )
+    defs = build_definitions(platform_resources(landing, landing.parent))
     return tick_sensor(defs, instance, "landing_sensor", cursor=cursor, log_level="ERROR")
 
 

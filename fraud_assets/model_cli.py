@@ -1,0 +1,177 @@
+"""`fraud model …` for people who manage the registry, and `fraud backtest` for data scientists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+model_app = typer.Typer(
+    help="Champion/challenger models in the MLflow registry (FRAUD_MLFLOW_TRACKING_URI, "
+    "default: the embedded SQLite store under FRAUD_DATA_DIR).",
+    no_args_is_help=True,
+)
+console = Console()
+err = Console(stderr=True)
+
+_TRACKING = typer.Option(
+    "--tracking-uri",
+    help="MLflow tracking URI; default: FRAUD_MLFLOW_TRACKING_URI, else data/mlflow/mlflow.db.",
+)
+_MODEL = typer.Option("--model-name", help="Registered model name.")
+
+
+def _registry(tracking_uri: str | None, model_name: str):  # noqa: ANN202 - mlflow imported late
+    from resources.environments import model_store
+
+    store = model_store()
+    if tracking_uri:
+        store = store.model_copy(update={"tracking_uri": tracking_uri, "artifact_location": None})
+    return store.model_copy(update={"model_name": model_name}).registry()
+
+
+@model_app.command("list")
+def list_versions(
+    tracking_uri: Annotated[str | None, _TRACKING] = None,
+    model_name: Annotated[str, _MODEL] = "fraud-detector",
+) -> None:
+    """Every registered version with its aliases, threshold and review decision."""
+    registry = _registry(tracking_uri, model_name)
+    table = Table(title=f"{model_name} in {registry.tracking_uri}")
+    for column in ("version", "aliases", "threshold", "data end", "review decision"):
+        table.add_column(column)
+    for info in registry.versions():
+        table.add_row(
+            str(info.version),
+            ", ".join(sorted(info.aliases)),
+            f"{info.threshold:.4f}" if info.threshold is not None else "",
+            info.tags.get("data_end", ""),
+            info.tags.get("review_reason", info.tags.get("review_decision", "")),
+        )
+    console.print(table)
+
+
+@model_app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Model version to make the champion.")],
+    reason: Annotated[str, typer.Option(help="Why; stored as a tag on the version.")] = (
+        "promoted by hand"
+    ),
+    tracking_uri: Annotated[str | None, _TRACKING] = None,
+    model_name: Annotated[str, _MODEL] = "fraud-detector",
+) -> None:
+    """Move the alias `champion` to VERSION (the replaced champion can be restored by rollback)."""
+
+    def move(registry) -> int:  # noqa: ANN001
+        registry.promote(version, reason)
+        return version
+
+    _change_champion(tracking_uri, model_name, move)
+
+
+@model_app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why; stored as a tag on both versions.")] = (
+        "rolled back by hand"
+    ),
+    tracking_uri: Annotated[str | None, _TRACKING] = None,
+    model_name: Annotated[str, _MODEL] = "fraud-detector",
+) -> None:
+    """Restore the champion that the current one replaced."""
+    _change_champion(tracking_uri, model_name, lambda registry: registry.rollback(reason))
+
+
+def _change_champion(tracking_uri: str | None, model_name: str, change) -> None:  # noqa: ANN001
+    """Apply `change` to the registry and say where the alias went; registry errors exit 1."""
+    from fraud_assets.modeling.registry import RegistryError
+
+    registry = _registry(tracking_uri, model_name)
+    before = registry.champion()
+    try:
+        now = change(registry)
+    except RegistryError as e:
+        err.print(f"[red]{e}")
+        raise typer.Exit(1) from e
+    was = f"v{before.version}" if before else "none"
+    console.print(f"{model_name}: champion is now v{now} (was {was}).")
+
+
+def backtest(
+    features_dir: Annotated[
+        str, typer.Argument(help="Feature lake folder (`fraud features --out`) or its features/.")
+    ],
+    test_start: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of the first test fold.")
+    ],
+    train_days: Annotated[int, typer.Option(min=1, help="Training days per fold.")] = 28,
+    delay_days: Annotated[int, typer.Option(min=0, help="Label delay in days.")] = 7,
+    validation_days: Annotated[
+        int, typer.Option(min=1, help="Days after training for early stopping and the threshold.")
+    ] = 7,
+    test_days: Annotated[int, typer.Option(min=1, help="Days per test fold.")] = 7,
+    folds: Annotated[int, typer.Option(min=1, help="Consecutive test folds.")] = 1,
+    imbalance: Annotated[
+        str, typer.Option(help="none | class_weights | focal (CatBoost imbalance handling).")
+    ] = "none",
+    max_fpr: Annotated[float, typer.Option(help="FPR bound of the threshold policy.")] = 0.05,
+    predictions_out: Annotated[
+        Path | None,
+        typer.Option(help="Parquet of transaction_id and score for every test-day transaction."),
+    ] = None,
+) -> None:
+    """Walk-forward backtest: train as the challenger asset does, test on the following days.
+
+    Prints one JSON line per fold and one with their mean: AUC ROC, average precision, card
+    precision@100, and recall / FPR at the chosen threshold. Cards already known compromised are
+    left out of each test day's metrics (not of --predictions-out).
+    """
+    import polars as pl
+
+    from fraud_assets.modeling.backtest import REPORTED, mean_of
+    from fraud_assets.modeling.backtest import backtest as run_backtest
+    from fraud_assets.modeling.training import TrainingConfig
+
+    root = Path(features_dir)
+    folder = root / "features" if (root / "features").is_dir() else root
+    files = sorted(folder.glob("tx_date=*/*.parquet"))
+    if not files:
+        err.print(f"[red]No feature Parquet under {folder} (expected tx_date=YYYY-MM-DD/*.parquet)")
+        raise typer.Exit(2)
+    features = pl.read_parquet(files)
+    config = TrainingConfig(validation_days=validation_days, imbalance=imbalance, max_fpr=max_fpr)
+    try:
+        results = run_backtest(
+            features, train_days, delay_days, test_start.date(), test_days, folds, config
+        )
+    except ValueError as e:
+        err.print(f"[red]{e}")
+        raise typer.Exit(1) from e
+    for fold in results:
+        line = {
+            "fold": fold.fold,
+            "test_start": fold.test_start.isoformat(),
+            "test_end": fold.test_end.isoformat(),
+            "train": f"{fold.window.train_start}..{fold.window.train_end}",
+            "threshold": fold.threshold,
+            "test_rows": fold.test_rows,
+            "test_frauds": fold.test_frauds,
+            **{k: _finite(fold.metrics[k]) for k in REPORTED},
+        }
+        print(json.dumps(line))
+    mean = mean_of(results)
+    print(json.dumps({"fold": "mean", **{k: _finite(mean[k]) for k in REPORTED}}))
+    if predictions_out is not None:
+        pl.concat([f.predictions for f in results]).select("transaction_id", "score").write_parquet(
+            predictions_out
+        )
+        err.print(f"Predictions for every test-day transaction: {predictions_out}")
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 6)

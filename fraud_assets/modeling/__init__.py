@@ -1,0 +1,1 @@
+"""Model evaluation domain: metrics, operating thresholds and champion–challenger tests."""

@@ -1,0 +1,144 @@
+"""Walk-forward backtest: train as production would, then score the days that followed.
+
+Fold i tests the days [test_start + i*test_days, + test_days). Its model is trained by
+`train_model` on the data that ends the day before the test period, so its labels stop
+`delay_days` before the test period, exactly what would have been known on that morning.
+
+Cards already known compromised are left out of each test day's metrics: on the morning of day t
+the bank knows the labels of days up to t - 1 - delay_days, so a card with a fraud on one of those
+days (anywhere in the data, not only in the training window) is blocked and the model gets no
+credit for flagging it again. The set grows day by day through the test period; card
+precision@k then also drops, per day, the cards caught on earlier test days (DESIGN.md §4).
+Predictions are still returned for every test row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from fraud_assets.modeling.metrics import summary
+from fraud_assets.modeling.training import (
+    DAY,
+    LABEL,
+    TX_DATE,
+    TrainingConfig,
+    TrainingWindow,
+    score,
+    train_model,
+)
+
+REPORTED = ("auc_roc", "average_precision", "card_precision_at_100", "recall", "fpr")
+"""The headline test metrics; `FoldResult.metrics` holds every key of `metrics.summary`."""
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    test_start: dt.date
+    test_end: dt.date  # inclusive
+    window: TrainingWindow
+    threshold: float
+    best_iteration: int
+    test_rows: int  # after leaving out known-compromised cards
+    test_frauds: int
+    excluded_cards: int
+    excluded_rows: int
+    metrics: dict[str, float]  # metrics.summary on the test rows at the model's threshold
+    predictions: pl.DataFrame  # transaction_id, score, known_compromised: every test-day row
+
+
+def backtest(
+    features: pl.DataFrame,
+    train_days: int,
+    delay_days: int,
+    test_start: dt.date,
+    test_days: int,
+    folds: int = 1,
+    config: TrainingConfig | None = None,
+) -> list[FoldResult]:
+    """Train and test `folds` consecutive periods, oldest first.
+
+    `train_days` and `delay_days` override the config's window_days and delay_days (the
+    default config otherwise). Raises
+    ValueError naming the dates when a test period has no rows or no fraud to judge by.
+    """
+    if folds < 1 or test_days < 1:
+        raise ValueError(f"folds and test_days must be >= 1, got {folds} and {test_days}")
+    config = dataclasses.replace(
+        config or TrainingConfig(), window_days=train_days, delay_days=delay_days
+    )
+    day = TX_DATE
+    first_fraud = (
+        features.filter(pl.col(LABEL) == 1).group_by("customer_id").agg(first_fraud=day.min())
+    )
+    results = []
+    for i in range(folds):
+        start = test_start + i * test_days * DAY
+        end = start + (test_days - 1) * DAY
+        history = features.filter(day < start)
+        trained = train_model(history, start - DAY, config)
+        test = (
+            features.filter(day.is_between(start, end))
+            .sort("tx_datetime", "transaction_id")
+            .join(first_fraud, on="customer_id", how="left")
+            # Known on the morning of day t: a fraud on or before t - 1 - delay (its label is in).
+            .with_columns(
+                known_compromised=(pl.col("first_fraud") <= day - (delay_days + 1) * DAY).fill_null(
+                    False
+                )
+            )
+            .drop("first_fraud")
+        )
+        if test.height == 0:
+            raise ValueError(f"Fold {i}: no transactions in the test period {start}..{end}.")
+        scores = score(trained, test)
+        predictions = test.select("transaction_id", "known_compromised").with_columns(
+            score=pl.Series(scores)
+        )
+        kept = test.with_columns(score=pl.Series(scores)).filter(~pl.col("known_compromised"))
+        frauds = int(kept[LABEL].sum())
+        if frauds == 0:
+            raise ValueError(
+                f"Fold {i}: no fraud in the test period {start}..{end} once cards known "
+                f"compromised are left out ({kept.height} rows): nothing to judge."
+            )
+        metrics = summary(
+            kept[LABEL].to_numpy(),
+            kept["score"].to_numpy(),
+            trained.threshold.threshold,
+            day=kept.select(day).to_series(),
+            card=kept["customer_id"],
+            amount=kept["tx_amount"].to_numpy(),
+        )
+        results.append(
+            FoldResult(
+                fold=i,
+                test_start=start,
+                test_end=end,
+                window=trained.window,
+                threshold=trained.threshold.threshold,
+                best_iteration=trained.best_iteration,
+                test_rows=kept.height,
+                test_frauds=frauds,
+                excluded_cards=test.filter("known_compromised")["customer_id"].n_unique(),
+                excluded_rows=test.height - kept.height,
+                metrics=metrics,
+                predictions=predictions.select("transaction_id", "score", "known_compromised"),
+            )
+        )
+    return results
+
+
+def mean_of(folds: list[FoldResult]) -> dict[str, float]:
+    """Each metric averaged over the folds; folds where it is NaN (undefined) are skipped."""
+    keys = [k for k in folds[0].metrics if all(k in f.metrics for f in folds)] if folds else []
+    out = {}
+    for key in keys:
+        values = [f.metrics[key] for f in folds if not math.isnan(f.metrics[key])]
+        out[key] = sum(values) / len(values) if values else math.nan
+    return out

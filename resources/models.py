@@ -1,0 +1,89 @@
+"""Where models are tracked and registered: MLflow (SQLite by default, any URI by config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from fraud_assets.modeling.registry import ModelRegistry
+from fraud_assets.modeling.review import ReviewConfig
+from fraud_assets.modeling.training import TrainingConfig
+
+
+class ModelStore(dg.ConfigurableResource):
+    """The MLflow tracking store and the registered model the platform trains and promotes."""
+
+    tracking_uri: str = Field(
+        description="sqlite:///path/mlflow.db, postgresql://…, or http(s):// tracking server"
+    )
+    model_name: str = Field(default="fraud-detector", description="Registered model name")
+    experiment: str = Field(default="fraud-detection", description="MLflow experiment name")
+    artifact_location: str | None = Field(
+        default=None, description="Where model artifacts go (path, s3://…); default: the store's"
+    )
+
+    def registry(self) -> ModelRegistry:
+        if self.tracking_uri.startswith("sqlite:///"):  # the embedded default: make its folder
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        return ModelRegistry(
+            self.tracking_uri,
+            model_name=self.model_name,
+            experiment=self.experiment,
+            artifact_location=self.artifact_location,
+        )
+
+
+class ModelTraining(dg.ConfigurableResource):
+    """How challengers are trained and reviewed; one resource, so the retraining sensor and a
+    materialization from the UI use the same window."""
+
+    window_days: int = Field(default=28, description="Training days")
+    validation_days: int = Field(default=7, description="Later days for early stopping + threshold")
+    review_days: int = Field(
+        default=7, description="Newest labelled days both models are judged on"
+    )
+    delay_days: int = Field(default=7, description="Label delay: newer days have no labels yet")
+    imbalance: str = Field(default="none", description="none | class_weights | focal")
+    iterations: int = Field(default=500, description="CatBoost iterations (early stopping on)")
+    learning_rate: float = 0.1
+    depth: int = 6
+    threshold_policy: str = Field(
+        default="max_recall_at_fpr", description="max_recall_at_fpr | max_expected_money"
+    )
+    max_fpr: float = Field(default=0.05, description="FPR bound of max_recall_at_fpr")
+    seed: int = 42
+    metric: str = Field(default="average_precision", description="Review metric (or auc_roc)")
+    n_resamples: int = Field(default=1000, description="Paired bootstrap resamples (>= 1000)")
+    confidence: float = Field(default=0.95, description="Bootstrap interval level")
+
+    def training(self) -> TrainingConfig:
+        return TrainingConfig(
+            window_days=self.window_days,
+            validation_days=self.validation_days,
+            delay_days=self.delay_days,
+            imbalance=self.imbalance,
+            iterations=self.iterations,
+            learning_rate=self.learning_rate,
+            depth=self.depth,
+            threshold_policy=self.threshold_policy,
+            max_fpr=self.max_fpr,
+            seed=self.seed,
+        )
+
+    def review(self) -> ReviewConfig:
+        return ReviewConfig(
+            review_days=self.review_days,
+            delay_days=self.delay_days,
+            metric=self.metric,
+            n_resamples=self.n_resamples,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
+
+    def days_needed(self) -> int:
+        """Days of features a training + review needs, newest unlabelled days included."""
+        return self.window_days + self.validation_days + self.delay_days + self.review_days

@@ -1,0 +1,101 @@
+"""`fraud model promote|rollback|list` and `fraud backtest`, as people call them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from fraud_assets.cli import app
+from fraud_assets.lake import FEATURES
+from fraud_assets.modeling.registry import ModelRegistry
+from fraud_assets.modeling.training import TrainingConfig, train_model
+from tests.conftest import FEATURE_LAKE_START
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("FRAUD_MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("FRAUD_MLFLOW_ARTIFACTS", str(tmp_path / "artifacts"))
+    return uri
+
+
+def test_promote_and_rollback_move_the_champion_alias(tracking, tmp_path, feature_lake):
+    features = pl.read_parquet(f"{feature_lake}/lake/{FEATURES}/**/*.parquet")
+    trained = train_model(
+        features,
+        features["tx_datetime"].max().date(),
+        TrainingConfig(window_days=14, iterations=20),
+    )
+    registry = ModelRegistry(tracking, artifact_location=str(tmp_path / "artifacts"))
+    first = registry.log_challenger(trained).version
+    second = registry.log_challenger(trained).version
+
+    assert runner.invoke(app, ["model", "promote", str(first)]).exit_code == 0
+    promoted = runner.invoke(app, ["model", "promote", str(second), "--reason", "better AP"])
+    assert (
+        promoted.exit_code == 0 and f"champion is now v{second} (was v{first})" in promoted.output
+    )
+    assert registry.champion().version == second
+    assert registry.version(second).tags["promotion_reason"] == "better AP"
+
+    listed = runner.invoke(app, ["model", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "champion" in listed.output and "challenger" in listed.output
+
+    back = runner.invoke(app, ["model", "rollback"])
+    assert back.exit_code == 0 and f"champion is now v{first} (was v{second})" in back.output
+    assert registry.champion().version == first
+
+    nothing = runner.invoke(app, ["model", "rollback"])
+    assert nothing.exit_code == 1 and "no previous champion" in nothing.output
+
+    missing = runner.invoke(app, ["model", "promote", "99"])
+    assert missing.exit_code == 1
+
+
+def test_backtest_prints_a_json_line_per_fold_and_their_mean(feature_lake, tmp_path):
+    predictions = tmp_path / "predictions.parquet"
+    start = FEATURE_LAKE_START.replace(day=30)  # 29 days of history: 14 train + 7 valid + 7 delay
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(feature_lake / "lake"),
+            "--train-days", "14",
+            "--delay-days", "7",
+            "--test-start", start.isoformat(),
+            "--test-days", "6",
+            "--folds", "2",
+            "--predictions-out", str(predictions),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["fold"] for line in lines] == [0, 1, "mean"]
+    assert lines[0]["test_start"] == "2024-03-30" and lines[1]["test_start"] == "2024-04-05"
+    for key in ("auc_roc", "average_precision", "card_precision_at_100", "recall", "fpr"):
+        assert 0 <= lines[2][key] <= 1
+        assert lines[2][key] == pytest.approx((lines[0][key] + lines[1][key]) / 2, abs=1e-6)
+    assert lines[2]["auc_roc"] > 0.7
+
+    scored = pl.read_parquet(predictions)
+    features = pl.read_parquet(f"{feature_lake}/lake/{FEATURES}/**/*.parquet")
+    test_days = features.filter(
+        pl.col("tx_datetime").dt.date().is_between(start, start.replace(day=10, month=4))
+    )
+    assert scored.columns == ["transaction_id", "score"]
+    assert sorted(scored["transaction_id"]) == sorted(test_days["transaction_id"])
+
+
+def test_backtest_without_enough_history_says_which_dates_it_needs(feature_lake):
+    result = runner.invoke(
+        app, ["backtest", str(feature_lake / "lake"), "--test-start", "2024-03-10"]
+    )
+    assert result.exit_code == 1
+    assert "Not enough data" in result.output and "2024-02" in result.output
