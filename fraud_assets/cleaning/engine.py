@@ -97,10 +97,14 @@ def clean_batch(
         "reason",
     )
     valid = parsed.filter(pl.col("reason").is_null())
+    del parsed  # a 47 M-row batch is GBs per copy: keep as few alive as possible
     # Exact copies and re-sent ids: keep the first occurrence in file order.
     unique = valid.filter(pl.col("transaction_id").is_first_distinct())
+    duplicates = valid.height - unique.height
+    del valid
     origin = config.origin_date or _infer_origin(unique)
     clean, repaired = _repair_time(unique, origin)
+    del unique
     clean = clean.with_columns(
         customer_id=pseudonymizer.column(clean["customer_id"], "customer"),
         terminal_id=pseudonymizer.column(clean["terminal_id"], "terminal"),
@@ -113,7 +117,7 @@ def clean_batch(
         clean=clean.cast(CLEAN_SCHEMA),
         quarantine=quarantine.cast(QUARANTINE_SCHEMA),
         raw_rows=raw_rows,
-        duplicates=valid.height - unique.height,
+        duplicates=duplicates,
         origin=origin,
         repaired=repaired,
     )
