@@ -16,6 +16,7 @@ from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
 from fraud_assets.raw_format import DATA_SUFFIX, MARKER_SUFFIX, BatchMarker, is_batch_id
 from fraud_assets.simulation import FraudScenarios, SimulationParams
+from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import SimulationSummary, write_simulation
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ console = Console()
 _DATE = ["%Y-%m-%d"]
 _SIM = "Simulation"
 _FRAUD = "Fraud scenarios"
+_DRIFT = "Drift scenario"
 _OUT = "Output"
 
 
@@ -144,6 +146,33 @@ def simulate(
             rich_help_panel=_FRAUD,
         ),
     ] = 5.0,
+    drift_start_day: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help=(
+                "Shift the process from this day on (0 = the start date) to produce drift on "
+                "purpose; earlier days are unchanged. Off when not given."
+            ),
+            rich_help_panel=_DRIFT,
+        ),
+    ] = None,
+    drift_amount_factor: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="From the drift start day, every customer's amounts are this many times larger.",
+            rich_help_panel=_DRIFT,
+        ),
+    ] = 1.0,
+    drift_tx_per_day_factor: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="From the drift start day, customers make this many times more transactions.",
+            rich_help_panel=_DRIFT,
+        ),
+    ] = 1.0,
     dirty: Annotated[
         float,
         typer.Option(
@@ -186,6 +215,11 @@ def simulate(
                 customer_window_days=customer_compromise_days,
                 customer_fraud_share=customer_fraud_share,
                 customer_amount_factor=customer_amount_factor,
+            ),
+            drift=DriftScenario(
+                start_day=drift_start_day,
+                amount_factor=drift_amount_factor,
+                tx_per_day_factor=drift_tx_per_day_factor,
             ),
         )
     except ValueError as e:
@@ -387,6 +421,26 @@ def demo(
     from fraud_assets.demo import run_demo  # Dagster is only imported when needed
 
     run_demo(console, days=days, customers=customers, terminals=terminals)
+
+
+@app.command()
+def reports(
+    lake: Annotated[
+        str | None, typer.Option(help="Lake URL or folder; default: FRAUD_LAKE_URL or data/lake.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; the UI links use FRAUD_REPORTS_URL.")] = 8765,
+) -> None:
+    """Serve the lake's HTML reports (Evidently drift reports) over HTTP, for the report links in
+    the Dagster UI (browsers do not open file:// links from a web page)."""
+    import uvicorn
+
+    from fraud_assets.monitoring.report_server import create_app
+    from resources.environments import lake_url
+
+    url = lake or lake_url()
+    console.print(f"Reports of {url} on http://{host}:{port}/")
+    uvicorn.run(create_app(Lake(*filesystem_for(url))), host=host, port=port, log_level="warning")
 
 
 from fraud_assets.model_cli import backtest, model_app  # noqa: E402 - after `app` exists

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from fraud_assets.defs.clean import clean_transactions
+from fraud_assets.defs.drift import drift_report_asset
 from fraud_assets.defs.features import transaction_features
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.models import challenger_model, champion_review, train_and_review_job
@@ -21,6 +22,7 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
             raw_transactions,
             clean_transactions,
             transaction_features,
+            drift_report_asset,
             challenger_model,
             champion_review,
         ],

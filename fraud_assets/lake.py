@@ -4,6 +4,7 @@
     {root}/clean/_batches/{batch_id}.json                   what a batch covers: dates, rows, origin
     {root}/quarantine/{batch_id}.parquet
     {root}/features/tx_date=YYYY-MM-DD/{batch_id}.parquet
+    {root}/reports/drift/{batch_id}.html                     Evidently drift report of a batch
 
 A batch's files are replaced as a whole when it is re-run, so a re-run gives the same files. Any
 data scientist can load a table with one line: pl.read_parquet("{root}/features/**/*.parquet").
@@ -21,7 +22,7 @@ from fsspec import AbstractFileSystem
 
 from fraud_assets.filesystems import join
 
-CLEAN, QUARANTINE, FEATURES = "clean", "quarantine", "features"
+CLEAN, QUARANTINE, FEATURES, REPORTS = "clean", "quarantine", "features", "reports"
 
 
 class MissingHistoryError(RuntimeError):
@@ -71,6 +72,20 @@ class Lake:
         path = self.path(QUARANTINE, f"{batch_id}.parquet")
         self._write_parquet(path, frame)
         return path
+
+    def write_report(self, kind: str, batch_id: str, html: str) -> str:
+        path = self.path(REPORTS, kind, f"{batch_id}.html")
+        self.fs.makedirs(self.path(REPORTS, kind), exist_ok=True)
+        with self.fs.open(path, "w", encoding="utf-8") as f:
+            f.write(html)
+        return path
+
+    def read_report(self, kind: str, batch_id: str) -> str | None:
+        path = self.path(REPORTS, kind, f"{batch_id}.html")
+        self.fs.invalidate_cache(self.root)
+        if not self.fs.exists(path):
+            return None
+        return self.fs.cat_file(path).decode("utf-8")
 
     def write_coverage(self, coverage: BatchCoverage) -> None:
         self.fs.makedirs(self.path(CLEAN, "_batches"), exist_ok=True)

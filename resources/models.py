@@ -59,6 +59,9 @@ class ModelTraining(dg.ConfigurableResource):
     metric: str = Field(default="average_precision", description="Review metric (or auc_roc)")
     n_resamples: int = Field(default=1000, description="Paired bootstrap resamples (>= 1000)")
     confidence: float = Field(default=0.95, description="Bootstrap interval level")
+    retrain_drift_share: float = Field(
+        default=0.5, description="Retrain when a batch's share of drifted columns reaches this"
+    )
 
     def training(self) -> TrainingConfig:
         return TrainingConfig(

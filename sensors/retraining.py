@@ -1,3 +1,5 @@
+import json
+
 import dagster as dg
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
@@ -7,6 +9,7 @@ from resources.models import ModelTraining
 from resources.storage import LakeStore
 
 FEATURES_KEY = dg.AssetKey("transaction_features")
+DRIFT_KEY = dg.AssetKey("drift_report")
 
 
 @dg.sensor(
@@ -14,48 +17,76 @@ FEATURES_KEY = dg.AssetKey("transaction_features")
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "New feature batches → one training + champion–challenger review run. Never two at once: "
-        "while one runs, new batches wait for the next tick. Waits until the lake holds enough "
-        "days of features for the default training window."
+        "New feature batches, or a batch whose drift share crosses the threshold, → one training "
+        "+ champion–challenger review run. Never two at once: while one runs, new triggers wait "
+        "for the next tick. Waits until the lake holds a whole training window of features."
     ),
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, lake: LakeStore, model_training: ModelTraining
 ) -> dg.SensorResult | dg.SkipReason:
-    # Cursor: storage id of the newest feature materialization already acted on.
-    after = int(context.cursor) if context.cursor else 0
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=FEATURES_KEY, after_storage_id=after),
-        limit=10_000,
-        ascending=True,
-    ).records
-    if not records:
-        return dg.SkipReason("No new feature batch since the last training request.")
-    batches = sorted({r.partition_key for r in records if r.partition_key})
-    newest = max(r.storage_id for r in records)
+    # Cursor: storage id of the newest materialization already acted on, per watched asset.
+    cursor = {"features": 0, "drift": 0, **json.loads(context.cursor or "{}")}
+    features = _new(context, FEATURES_KEY, cursor["features"])
+    drifts = _new(context, DRIFT_KEY, cursor["drift"])
+    if not features and not drifts:
+        return dg.SkipReason("No new feature batch or drift report since the last request.")
 
     running = context.instance.get_run_ids(
         dg.RunsFilter(job_name=train_and_review_job.name, statuses=IN_PROGRESS_RUN_STATUSES),
         limit=1,
     )
-    if running:  # the cursor stays put: these batches trigger the next run
+    if running:  # the cursor stays put: these triggers start the next run
         return dg.SkipReason(
-            f"Training run {running[0]} is still in progress; {len(batches)} new feature "
-            "batch(es) will trigger the next one."
+            f"Training run {running[0]} is still in progress; the new triggers wait for it."
         )
-    need = model_training.days_needed()
-    have = len(lake.lake().dates(FEATURES))
+    advanced = json.dumps(
+        {
+            "features": max([cursor["features"], *(r.storage_id for r in features)]),
+            "drift": max([cursor["drift"], *(r.storage_id for r in drifts)]),
+        }
+    )
+    need, have = model_training.days_needed(), len(lake.lake().dates(FEATURES))
     if have < need:
         return dg.SensorResult(
             skip_reason=f"{have} day(s) of features; training needs {need}. Waiting for more.",
-            cursor=str(newest),
+            cursor=advanced,
         )
+
+    reasons, run_key = [], None
+    drifted = [
+        (r.partition_key, share)
+        for r in drifts
+        if (share := _drift_share(r)) is not None and share >= model_training.retrain_drift_share
+    ]
+    if drifted:
+        batch, share = drifted[-1]
+        reasons.append(f"drift in batch {batch}: {share:.0%} of columns drifted")
+        run_key = f"drift:{batch}"  # once per drifted batch, however often its report re-runs
+    batches = sorted({r.partition_key for r in features if r.partition_key})
+    if batches:
+        reasons.append(f"new feature batches: {', '.join(batches)}")
+        run_key = run_key or f"features-{max(r.storage_id for r in features)}"
+    if not reasons:
+        return dg.SensorResult(skip_reason="Drift reports below the threshold.", cursor=advanced)
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(
-                run_key=f"features-{newest}",
-                tags={TRIGGER_TAG: f"new feature batches: {', '.join(batches)}"[:4000]},
-            )
+            dg.RunRequest(run_key=run_key, tags={TRIGGER_TAG: "; ".join(reasons)[:4000]})
         ],
-        cursor=str(newest),
+        cursor=advanced,
     )
+
+
+def _new(context: dg.SensorEvaluationContext, key: dg.AssetKey, after: int) -> list:
+    return list(
+        context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after),
+            limit=10_000,
+            ascending=True,
+        ).records
+    )
+
+
+def _drift_share(record) -> float | None:  # noqa: ANN001 - an EventLogRecord
+    value = record.asset_materialization.metadata.get("drift_share")
+    return float(value.value) if value is not None else None

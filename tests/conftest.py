@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from fraud_assets.filesystems import filesystem_for
@@ -38,6 +39,28 @@ def platform_resources(landing: Path, data: Path, **overrides: object) -> dict[s
         "model_training": ModelTraining(**SMALL_TRAINING),
     }
     return {**resources, **overrides}
+
+
+HAND_ORIGIN = dt.datetime(2024, 1, 1)  # a Monday; the origin of hand-made rows
+
+
+def hand_rows(rows: list[tuple[int, int, int, int, float, int]]) -> pl.DataFrame:
+    """rows: (id, seconds since HAND_ORIGIN, customer, terminal, amount, fraud) -> clean-like."""
+    return pl.DataFrame(
+        rows,
+        schema=[
+            "transaction_id",
+            "tx_time_seconds",
+            "customer_id",
+            "terminal_id",
+            "tx_amount",
+            "tx_fraud",
+        ],
+        orient="row",
+    ).with_columns(
+        tx_datetime=pl.lit(HAND_ORIGIN) + pl.duration(seconds=pl.col("tx_time_seconds")),
+        tx_fraud=pl.col("tx_fraud").cast(pl.Int8),
+    )
 
 
 def write_days(

@@ -19,29 +19,13 @@ from fraud_assets.lake import Lake
 from fraud_assets.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.schemas import TransactionFeatures
-from tests.conftest import platform_resources, write_days
+from tests.conftest import HAND_ORIGIN, hand_rows, platform_resources, write_days
 
 DAY = 86_400
-ORIGIN = dt.datetime(2024, 1, 1)  # a Monday
+ORIGIN = HAND_ORIGIN
 
 
-def frame(rows: list[tuple[int, int, int, int, float, int]]) -> pl.DataFrame:
-    """rows: (id, seconds since origin, customer, terminal, amount, fraud)."""
-    return pl.DataFrame(
-        rows,
-        schema=[
-            "transaction_id",
-            "tx_time_seconds",
-            "customer_id",
-            "terminal_id",
-            "tx_amount",
-            "tx_fraud",
-        ],
-        orient="row",
-    ).with_columns(
-        tx_datetime=pl.lit(ORIGIN) + pl.duration(seconds=pl.col("tx_time_seconds")),
-        tx_fraud=pl.col("tx_fraud").cast(pl.Int8),
-    )
+frame = hand_rows
 
 
 def features_of(rows) -> dict[int, dict]:  # noqa: ANN001

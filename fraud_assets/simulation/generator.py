@@ -78,7 +78,10 @@ class TransactionSimulator:
         bad_terminals = self._terminal_windows.active()
         bad_customers = self._customer_windows.active()
 
-        counts = rng.poisson(prof.tx_per_day)
+        # The drift scenario scales the process, never adds draws: the RNG stream stays aligned.
+        drifting = p.drift.active(day)
+        tx_per_day = prof.tx_per_day * p.drift.tx_per_day_factor if drifting else prof.tx_per_day
+        counts = rng.poisson(tx_per_day)
         counts[prof.degree == 0] = 0  # a customer with no terminal in reach cannot pay anywhere
         customer = np.repeat(np.arange(p.customers, dtype=np.int64), counts)
 
@@ -88,8 +91,10 @@ class TransactionSimulator:
         customer, seconds = customer[inside], seconds[inside]
         n = customer.size
 
-        mean = prof.mean_amount[customer]
-        amount = rng.normal(mean, prof.std_amount[customer])
+        mean, std = prof.mean_amount[customer], prof.std_amount[customer]
+        if drifting:
+            mean, std = mean * p.drift.amount_factor, std * p.drift.amount_factor
+        amount = rng.normal(mean, std)
         negative = amount < 0
         amount[negative] = rng.uniform(0, 2 * mean[negative])
         amount = np.round(amount, 2)

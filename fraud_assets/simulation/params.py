@@ -18,6 +18,26 @@ class FraudScenarios:
 
 
 @dataclass(frozen=True)
+class DriftScenario:
+    """A deliberate change of the process from `start_day` on (a day index, 0 = the start date).
+
+    For producing drift on purpose (monitoring tests, demos). Days before `start_day` are exactly
+    the days of the same run without drift; with `start_day=None` nothing changes at all.
+    """
+
+    start_day: int | None = None
+    amount_factor: float = 1.0  # every customer's mean and std amount are multiplied by this
+    tx_per_day_factor: float = 1.0  # every customer's mean transactions per day multiplied
+
+    @property
+    def enabled(self) -> bool:
+        return self.start_day is not None
+
+    def active(self, day: int) -> bool:
+        return self.start_day is not None and day >= self.start_day
+
+
+@dataclass(frozen=True)
 class SimulationParams:
     customers: int = 5_000
     terminals: int = 10_000
@@ -34,12 +54,17 @@ class SimulationParams:
     time_of_day_std: float = 20_000.0
     first_transaction_id: int = 0
     scenarios: FraudScenarios = field(default_factory=FraudScenarios)
+    drift: DriftScenario = field(default_factory=DriftScenario)
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.terminals < 1 or self.days < 1:
             raise ValueError("customers, terminals and days must all be at least 1")
         if self.radius <= 0:
             raise ValueError("radius must be positive")
+        if self.drift.start_day is not None and self.drift.start_day < 0:
+            raise ValueError("the drift start day must be 0 or later")
+        if self.drift.amount_factor <= 0 or self.drift.tx_per_day_factor <= 0:
+            raise ValueError("drift factors must be positive")
         origin = self.origin
         if origin > self.start_date:
             raise ValueError(f"origin date {origin} is after the start date {self.start_date}")

@@ -1,0 +1,54 @@
+"""A small web endpoint for the lake's HTML reports: browsers refuse `file://` links from the
+Dagster UI, so the drift report link in an asset's metadata points here instead.
+
+Reports are read through fsspec, so the same endpoint serves a local lake, S3 or HDFS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+
+from fraud_assets.lake import Lake
+
+DEFAULT_PORT = 8765
+_BATCH = re.compile(r"^[A-Za-z0-9_.-]+$")  # batch ids are file stems: no slashes, no `..`
+KINDS = ("drift",)
+
+
+def reports_base_url() -> str:
+    """Where people's browsers reach this endpoint (FRAUD_REPORTS_URL)."""
+    default = f"http://127.0.0.1:{DEFAULT_PORT}"
+    return os.environ.get("FRAUD_REPORTS_URL", default).rstrip("/")
+
+
+def report_url(kind: str, batch_id: str) -> str:
+    return f"{reports_base_url()}/reports/{kind}/{batch_id}.html"
+
+
+def create_app(lake: Lake) -> FastAPI:
+    app = FastAPI(title="Fraud platform reports", docs_url=None, redoc_url=None)
+
+    @app.get("/reports/{kind}/{batch_id}.html", response_class=HTMLResponse)
+    def report(kind: str, batch_id: str) -> HTMLResponse:
+        if kind not in KINDS or not _BATCH.match(batch_id) or ".." in batch_id:
+            raise HTTPException(404, f"no such report: {kind}/{batch_id}")
+        html = lake.read_report(kind, batch_id)
+        if html is None:
+            raise HTTPException(404, f"no {kind} report for batch {batch_id} yet")
+        return HTMLResponse(html)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        items = []
+        for kind in KINDS:
+            for path in sorted(lake.fs.glob(lake.path("reports", kind, "*.html"))):
+                batch = path.rsplit("/", 1)[1].removesuffix(".html")
+                items.append(f'<li><a href="/reports/{kind}/{batch}.html">{kind} {batch}</a></li>')
+        body = "".join(items) or "<li>No reports yet.</li>"
+        return HTMLResponse(f"<html><body><h1>Reports</h1><ul>{body}</ul></body></html>")
+
+    return app
