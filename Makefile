@@ -34,6 +34,8 @@ lint: $(STAMP)
 
 bench: $(STAMP) ## benchmarks; figures go to BENCHMARKS.md
 	$(PY) benchmarks/bench_simulator.py
+	$(PY) benchmarks/bench_features.py --sizes reference 10M --engines polars spark
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fraud_assets.filesystems import filesystem_for
+from fraud_assets.monitoring.report_server import report_url
 from fraud_assets.simulation import SimulationParams
 
 DEMO_START = "2025-01-01"
@@ -52,10 +53,11 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     already = {key.split(":", 1)[0] for key in outcome.already_run}
 
     table = Table(title=f"Batches in {url}")
-    for column in ("batch", "partition", "ingest run", "rows", "bytes"):
+    for column in ("batch", "partition", "ingest run", "rows", "bytes", "drift"):
         table.add_column(column, justify="right" if column in ("rows", "bytes") else "left")
     for batch_id in instance.get_dynamic_partitions("batches"):
         meta = _latest_metadata(instance, batch_id)
+        drift = _latest_metadata(instance, batch_id, "drift_report")
         if batch_id in outcome.failed:
             run = f"[red]failed: {outcome.failed[batch_id].splitlines()[0]}"
         elif batch_id in outcome.succeeded:
@@ -70,6 +72,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
             run,
             f"{meta['dagster/row_count']:,}" if "dagster/row_count" in meta else "",
             f"{meta['bytes']:,}" if "bytes" in meta else "",
+            _drift_cell(drift),
         )
     console.print(table)
     console.print(
@@ -79,6 +82,12 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     )
     console.rule("[bold]Where to look next")
     console.print(f"Dagster UI on this demo's instance: [bold]make ui[/] (DAGSTER_HOME={home})")
+    reports = [b for b in instance.get_dynamic_partitions("batches") if _has_report(b)]
+    if reports:
+        console.print(
+            f"Drift reports ({len(reports)}): the `drift_report` asset's page in the UI, or "
+            f"{report_url('drift', reports[-1])} once `make ui` (or `fraud reports`) runs"
+        )
     if outcome.failed:
         raise SystemExit(1)
 
@@ -89,13 +98,25 @@ def _date(text: str):  # noqa: ANN202
     return dt.date.fromisoformat(text)
 
 
-def _latest_metadata(instance, batch_id: str) -> dict:  # noqa: ANN001
+def _drift_cell(meta: dict) -> str:
+    if "drift_share" not in meta:
+        return meta.get("verdict", "")
+    color = "red" if meta.get("drifted") else "green"
+    return f"[{color}]{meta['verdict']}[/] ({meta['drift_share']:.0%} of columns)"
+
+
+def _has_report(batch_id: str) -> bool:
+    from fraud_assets.lake import REPORTS
+    from resources.environments import lake_url
+
+    return os.path.exists(os.path.join(lake_url(), REPORTS, "drift", f"{batch_id}.html"))
+
+
+def _latest_metadata(instance, batch_id: str, asset: str = "raw_transactions") -> dict:  # noqa: ANN001
     import dagster as dg
 
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("raw_transactions"), asset_partitions=[batch_id]
-        ),
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[batch_id]),
         limit=1,
     ).records
     if not records:
