@@ -117,12 +117,14 @@ def main() -> None:
     for size in args.sizes:
         build_batch(size)
         for engine in args.engines:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", size, engine],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", size, engine], capture_output=True, text=True
+            )
+            if child.returncode != 0:
+                tail = "\n".join(child.stderr.strip().splitlines()[-5:])
+                print(f"| {size} | {engine} | failed: {tail} |", flush=True)
+                continue
+            out = child.stdout
             r = json.loads(out.strip().splitlines()[-1])
             total = r["clean_s"] + r["features_s"]
             print(

@@ -444,9 +444,13 @@ def reports(
 
 
 from fraud_assets.model_cli import backtest, model_app  # noqa: E402 - after `app` exists
+from fraud_assets.serving.cli import serve  # noqa: E402
+from fraud_assets.serving.stream_cli import stream  # noqa: E402
 
 app.add_typer(model_app, name="model")
 app.command()(backtest)
+app.command("serve")(serve)
+app.command("stream")(stream)
 
 
 if __name__ == "__main__":

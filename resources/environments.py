@@ -39,6 +39,12 @@ def model_store() -> ModelStore:
     )
 
 
+def model_training() -> ModelTraining:
+    """FRAUD_TRAINING_WINDOW_DAYS shortens the training window (the demo's few weeks of data)."""
+    window = os.environ.get("FRAUD_TRAINING_WINDOW_DAYS")
+    return ModelTraining(window_days=int(window)) if window else ModelTraining()
+
+
 def feature_engine() -> FeatureEngine:
     engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
     master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
@@ -54,7 +60,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "pseudonym_key": PseudonymKey(),
             "feature_engine": feature_engine(),
             "models": model_store(),
-            "model_training": ModelTraining(),
+            "model_training": model_training(),
         }
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
@@ -80,6 +86,6 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "pseudonym_key": PseudonymKey(key=os.environ["FRAUD_PSEUDONYM_KEY"]),
             "feature_engine": feature_engine(),
             "models": model_store(),
-            "model_training": ModelTraining(),
+            "model_training": model_training(),
         }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

@@ -1,0 +1,489 @@
+"""The real-time scoring REST API (FastAPI). Never imports Dagster.
+
+    create_app(settings_or_scorer=None, *, settings=None, poll_seconds=None) -> FastAPI
+    app_from_env() -> FastAPI        the uvicorn factory `fraud serve` runs
+
+Endpoints
+    POST /v1/score            one raw transaction -> decision        (?explain=true adds reasons)
+    POST /v1/score/batch      {"transactions": [...]} (1..1000) -> {"results": [...]}, one model
+                              call for the batch, results in request order
+    POST /v1/feedback         the bank's label for a transaction -> online terminal risk
+    GET  /healthz             the process is alive (always 200)
+    GET  /readyz              200 when a model is loaded, else 503; says which version is served,
+                              whether the registry was reachable at the last poll (and the error)
+    GET  /metrics             Prometheus text format
+
+Status codes of /v1/*
+    200  scored / recorded
+    401  a token is configured (FRAUD_API_TOKEN) and the request lacks `Authorization: Bearer
+         <token>` or carries another one
+    422  invalid input; `detail[*].loc` names the field, e.g. ["body", "tx_amount"] or
+         ["body", "transactions", 3, "tx_datetime"] for the 4th item of a batch
+    503  the service cannot score right now, body {"detail": ..., "reason": ...}:
+         reason "model_not_ready"          no model loaded yet (Retry-After: the poll interval)
+         reason "feature_store_unavailable" the online feature store (Redis) failed; nothing is
+                                           decided without features. Safe to retry: scoring is
+                                           idempotent per transaction id.
+
+The champion is re-read every FRAUD_MODEL_POLL_SECONDS by a background task and hot-swapped
+(see `model_source.py`); a request always uses one model version from start to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from fraud_assets.serving.model_source import ModelSource, SourceStatus
+from fraud_assets.serving.online_features import InMemoryFeatureStore, OnlineFeatureStore
+from fraud_assets.serving.rules import RuleSet
+from fraud_assets.serving.scoring import (
+    FeatureStoreUnavailable,
+    InvalidTransaction,
+    ModelNotReady,
+    RawTransaction,
+    Scorer,
+)
+from fraud_assets.serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+# ------------------------------------------------------------------------------- API models
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float
+    contribution: float = Field(description="SHAP value in log-odds units (+ pushes to fraud).")
+
+
+class ScoreResponse(BaseModel):
+    transaction_id: int
+    fraud_probability: float | None = Field(
+        description="Model probability; null only when a rule decided and no model is loaded."
+    )
+    decision: str = Field(description='"block" or "allow".')
+    threshold: float | None = Field(description="The served model's operating threshold.")
+    model_version: int | None
+    decided_by: str = Field(description='"model" or "rule:<name>".')
+    latency_ms: float = Field(description="Time spent scoring (the whole batch for a batch).")
+    rule_reason: str | None = None
+    reasons: list[Reason] | None = Field(
+        None, description="Top 3 SHAP contributions; only with ?explain=true."
+    )
+
+
+class BatchRequest(BaseModel):
+    transactions: list[RawTransaction] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResponse(BaseModel):
+    results: list[ScoreResponse]
+    model_version: int | None
+    latency_ms: float
+
+
+class FeedbackRequest(BaseModel):
+    transaction_id: int = Field(ge=0, le=2**63 - 1)
+    terminal_id: int = Field(ge=0, le=2**63 - 1, description="Raw terminal id.")
+    fraud: bool
+    tx_time_seconds: int | None = Field(None, ge=0, description="Or give tx_datetime.")
+    tx_datetime: dt.datetime | None = Field(None, description="ISO 8601; or give tx_time_seconds.")
+
+
+class FeedbackResponse(BaseModel):
+    transaction_id: int
+    tx_time_seconds: int
+    fraud: bool
+    status: str
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+    reason: str | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    503: {
+        "model": ErrorResponse,
+        "description": "No model loaded yet, or the online feature store is unavailable.",
+    },
+}
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+class ServiceMetrics:
+    """Prometheus metrics in their own registry (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fraud_api_requests", "HTTP requests.", ["endpoint", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "fraud_api_request_duration_seconds",
+            "HTTP request latency.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "fraud_decisions", "Decisions made.", ["decision", "decided_by"], registry=r
+        )
+        self.feature_store_errors = Counter(
+            "fraud_feature_store_errors", "Online feature store failures.", registry=r
+        )
+        self.model_version = Gauge(
+            "fraud_model_version", "Registry version being served (0: none).", registry=r
+        )
+        self.model_info = Gauge(
+            "fraud_model_info",
+            "1 for the served model.",
+            ["model", "version", "threshold"],
+            registry=r,
+        )
+        self.model_ready = Gauge("fraud_model_ready", "1 when a model is loaded.", registry=r)
+        self.registry_unreachable = Gauge(
+            "fraud_model_registry_unreachable",
+            "1 when the last poll of the model registry failed (the last good model serves).",
+            registry=r,
+        )
+        self.model_swaps = Gauge(
+            "fraud_model_swaps", "Model versions loaded since start.", registry=r
+        )
+        self._info_labels: tuple[str, str, str] | None = None
+
+    def sync(self, status: SourceStatus, model_name: str) -> None:
+        self.model_ready.set(1 if status.loaded else 0)
+        self.model_version.set(status.version or 0)
+        self.registry_unreachable.set(0 if status.healthy else 1)
+        self.model_swaps.set(status.swaps)
+        labels = (
+            (model_name, str(status.version), repr(status.threshold)) if status.loaded else None
+        )
+        if labels != self._info_labels:
+            if self._info_labels is not None:
+                self.model_info.remove(*self._info_labels)
+            if labels is not None:
+                self.model_info.labels(*labels).set(1)
+            self._info_labels = labels
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP request by route template (not raw path) and status, with latency."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, scope.get("method", ""), str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------- assembly
+
+
+def redis_client(url: str, timeout_seconds: float = 0.5) -> Any:
+    """A Redis client that fails fast: bounded socket timeouts and one quick retry.
+
+    redis-py's default retry policy backs off for seconds on a refused connection, far beyond
+    the 1 s latency budget; a request should rather get its 503 at once and be retried.
+    """
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        health_check_interval=30,
+    )
+
+
+def build_scorer(settings: ServiceSettings) -> Scorer:
+    """The scorer the settings describe: Redis or in-process store, registry-backed model."""
+    from fraud_assets.privacy import Pseudonymizer
+
+    store: OnlineFeatureStore
+    if settings.redis_url:
+        from fraud_assets.serving.online_features import RedisFeatureStore
+
+        client = redis_client(settings.redis_url, settings.redis_timeout_seconds)
+        store = RedisFeatureStore(client, prefix=settings.redis_prefix)
+    else:
+        store = InMemoryFeatureStore()
+    return Scorer(
+        store=store,
+        model_source=ModelSource.from_settings(settings),
+        rules=RuleSet.from_settings(settings),
+        pseudonymizer=Pseudonymizer(),
+        origin=settings.origin_date,
+    )
+
+
+def _prefix_loc(errors: list[dict[str, Any]], prefix: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [*prefix, *e.get("loc", ())],
+            "msg": e.get("msg"),
+            "type": e.get("type", "value_error"),
+        }
+        for e in errors
+    ]
+
+
+def create_app(
+    settings_or_scorer: ServiceSettings | Scorer | None = None,
+    *,
+    settings: ServiceSettings | None = None,
+    poll_seconds: float | None = None,
+) -> FastAPI:
+    """The API around a `Scorer`, or around one built from `ServiceSettings` (default: env).
+
+    `settings` still configures auth and polling when a ready scorer is given.
+    `poll_seconds` overrides FRAUD_MODEL_POLL_SECONDS.
+    """
+    if isinstance(settings_or_scorer, Scorer):
+        scorer = settings_or_scorer
+        settings = settings or ServiceSettings()
+    else:
+        settings = settings_or_scorer or settings or ServiceSettings()
+        scorer = build_scorer(settings)
+    source = scorer.model_source
+    interval = poll_seconds if poll_seconds is not None else settings.model_poll_seconds
+    metrics = ServiceMetrics()
+    model_name = str(getattr(source.registry, "model_name", settings.model_name))
+    store_kind = type(scorer.store).__name__
+
+    def sync_metrics() -> None:
+        metrics.sync(source.status(), model_name)
+
+    async def poll_models() -> None:
+        while True:
+            try:
+                await anyio.to_thread.run_sync(source.refresh)
+            except Exception:  # noqa: BLE001 - refresh reports errors itself; never die
+                log.exception("model refresh crashed")
+            sync_metrics()
+            await asyncio.sleep(interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.warn_if_insecure()
+        task = asyncio.create_task(poll_models()) if source.registry is not None else None
+        sync_metrics()
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="Fraud scoring API",
+        version="1",
+        description="Real-time card-fraud scoring with the registry's champion model. "
+        'Decisions are "block" or "allow"; see the module docs of fraud_assets.serving.app.',
+        lifespan=lifespan,
+    )
+    app.state.scorer = scorer
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+
+    bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN")
+    token = settings.api_token
+
+    # A default, not Annotated[...]: `bearer` is local, and postponed annotations are resolved
+    # against the module globals.
+    def require_token(
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+    ) -> None:
+        if token is None:
+            return
+        if credentials is None or not hmac.compare_digest(
+            credentials.credentials.encode(), token.encode()
+        ):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or invalid bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    v1 = [Depends(require_token)] if token else []
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    @app.exception_handler(InvalidTransaction)
+    async def _invalid(request: Request, exc: InvalidTransaction) -> JSONResponse:
+        prefix: list[Any] = ["body"]
+        if exc.index is not None:
+            prefix += ["transactions", exc.index]
+        return JSONResponse(status_code=422, content={"detail": _prefix_loc(exc.errors, prefix)})
+
+    @app.exception_handler(ModelNotReady)
+    async def _not_ready(request: Request, exc: ModelNotReady) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": str(exc), "reason": "model_not_ready"},
+            headers={"Retry-After": str(max(1, int(interval)))},
+        )
+
+    @app.exception_handler(FeatureStoreUnavailable)
+    async def _store_down(request: Request, exc: FeatureStoreUnavailable) -> JSONResponse:
+        metrics.feature_store_errors.inc()
+        log.error("%s", exc)
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": f"{exc}. Nothing was decided; retry (scoring is idempotent per "
+                "transaction id).",
+                "reason": "feature_store_unavailable",
+            },
+            headers={"Retry-After": "1"},
+        )
+
+    def count(results: list[dict[str, Any]]) -> None:
+        for r in results:
+            metrics.decisions.labels(r["decision"], r["decided_by"]).inc()
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        response_model_exclude_unset=True,
+        dependencies=v1,
+        responses=_ERRORS,
+    )
+    def score(
+        transaction: RawTransaction,
+        explain: Annotated[bool, Query(description="Add the top 3 SHAP reasons.")] = False,
+    ) -> dict[str, Any]:
+        """Score one raw transaction."""
+        result = scorer.score_one(transaction, explain=explain)
+        count([result])
+        return result
+
+    @app.post(
+        "/v1/score/batch",
+        response_model=BatchResponse,
+        response_model_exclude_unset=True,
+        dependencies=v1,
+        responses=_ERRORS,
+    )
+    def score_batch(
+        batch: BatchRequest,
+        explain: Annotated[bool, Query(description="Add the top 3 SHAP reasons.")] = False,
+    ) -> dict[str, Any]:
+        """Score up to 1000 transactions with one model call; results in request order."""
+        results = scorer.score_many(batch.transactions, explain=explain)
+        count(results)
+        return {
+            "results": results,
+            "model_version": results[0]["model_version"] if results else None,
+            "latency_ms": results[0]["latency_ms"] if results else 0.0,
+        }
+
+    @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=v1, responses=_ERRORS)
+    def feedback(label: FeedbackRequest) -> dict[str, Any]:
+        """Record the bank's fraud / genuine verdict for a transaction."""
+        return scorer.feedback(
+            transaction_id=label.transaction_id,
+            terminal_id=label.terminal_id,
+            fraud=label.fraud,
+            tx_time_seconds=label.tx_time_seconds,
+            tx_datetime=label.tx_datetime,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "No model loaded yet."}})
+    def readyz() -> JSONResponse:
+        """Ready when a model is loaded; reports the served version and the registry state."""
+        status = source.status()
+        sync_metrics()
+        body = {
+            "status": "ready" if status.loaded else "not ready",
+            "model_name": model_name,
+            "model_version": status.version,
+            "threshold": status.threshold,
+            "registry": "reachable" if status.healthy else "unreachable",
+            "registry_error": status.last_error,
+            "last_registry_check": status.last_check.isoformat() if status.last_check else None,
+            "last_registry_success": (
+                status.last_success.isoformat() if status.last_success else None
+            ),
+            "feature_store": store_kind,
+            "auth": "bearer" if token else "off",
+        }
+        if not status.loaded:
+            body["detail"] = "no model loaded: " + (
+                status.last_error or "the registry has not been polled yet"
+            )
+        return JSONResponse(status_code=200 if status.loaded else 503, content=body)
+
+    @app.get("/metrics", response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus metrics."""
+        sync_metrics()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: everything from FRAUD_* environment variables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(ServiceSettings())

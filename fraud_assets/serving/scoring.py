@@ -1,0 +1,417 @@
+"""Score raw transactions: validate, rules, pseudonymise, online features, champion model.
+
+Shared by the REST API (`app.py`) and the stream worker (`stream.py`); no web framework here.
+
+Public API
+    RawTransaction        the raw transaction as clients send it (pydantic; raw ids)
+    Feedback              a label for a transaction (pydantic)
+    Scorer(store, model_source, rules=None, pseudonymizer=None, origin=2018-04-01)
+        .score_one(raw, explain=False) -> dict
+        .score_many(raws, explain=False) -> list[dict]   one model call for the whole batch
+        .feedback(transaction_id, terminal_id, fraud, tx_time_seconds=None, tx_datetime=None)
+    InvalidTransaction    (ValueError) bad input; `.errors` lists the fields, `.index` the item
+    ModelNotReady         (RuntimeError) no model loaded yet
+    FeatureStoreUnavailable (RuntimeError) the online feature store failed (e.g. Redis down)
+
+Decision vocabulary: "block" (fraud_probability >= threshold, or a rule fired) / "allow".
+`decided_by` is "model" or "rule:<name>" (see `rules.py`). A rule-decided transaction is still
+recorded in the online feature store (it happened: the batch data holds it too) and still
+scored when a model is loaded, so its probability is reported for monitoring.
+
+Time: `tx_time_seconds` is the number of seconds from midnight of the origin date
+(FRAUD_ORIGIN_DATE) to `tx_datetime`, computed here when the client omits it. When the client
+sends it, it must agree with `tx_datetime` (otherwise the windows and the calendar features
+would describe different moments; the batch pipeline recomputes it from the timestamp too).
+Aware datetimes are converted to UTC; naive ones are taken as the data's wall clock.
+
+Batches: every item is validated before anything is recorded; features are then computed one
+transaction at a time in (tx_time_seconds, transaction_id) order -- the order the batch
+features use -- and results come back in request order.
+
+`reasons` (explain=True): the three largest CatBoost SHAP contributions (log-odds units) as
+{"feature", "value", "contribution"}, largest absolute contribution first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.serving.model_source import LoadedModel, ModelSource
+from fraud_assets.serving.online_features import OnlineFeatureStore, Transaction
+from fraud_assets.serving.rules import ALLOW, BLOCK, RuleDecision, RuleSet
+from fraud_assets.serving.settings import DEFAULT_ORIGIN
+
+INT64_MAX = 2**63 - 1
+MAX_AMOUNT = 1e12  # anything above is a client bug, not a payment
+MAX_SPAN = dt.timedelta(days=365 * 200)  # tx_datetime must lie within 200 years of the origin
+MAX_SECONDS = int(MAX_SPAN.total_seconds())
+TOP_REASONS = 3
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError]  # ConnectionError, TimeoutError, socket errors
+    try:
+        from redis.exceptions import RedisError
+
+        errors.append(RedisError)
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    return tuple(errors)
+
+
+STORE_ERRORS = _store_errors()
+
+
+class InvalidTransaction(ValueError):
+    """The input is invalid. `errors` are pydantic-style dicts whose `loc` names the field."""
+
+    def __init__(self, errors: list[dict[str, Any]], index: int | None = None) -> None:
+        self.errors = errors
+        self.index = index
+        where = f"item {index}: " if index is not None else ""
+        text = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
+            for e in errors
+        )
+        super().__init__(where + text)
+
+
+class ModelNotReady(RuntimeError):
+    """No model has been loaded yet (no champion, or the registry has been unreachable)."""
+
+
+class FeatureStoreUnavailable(RuntimeError):
+    """The online feature store failed; the transaction could not be scored."""
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError) as e:
+        raise ValueError(f"cannot convert {value.isoformat()} to UTC") from e
+
+
+def _origin(info: ValidationInfo) -> dt.datetime | None:
+    context = info.context
+    return context.get("origin") if isinstance(context, Mapping) else None
+
+
+def _check_in_range(value: dt.datetime, origin: dt.datetime | None) -> None:
+    if origin is None:
+        return
+    if value < origin:
+        raise ValueError(
+            f"is before the data origin {origin.date()} (FRAUD_ORIGIN_DATE); "
+            "tx_time_seconds would be negative"
+        )
+    if value - origin > MAX_SPAN:
+        raise ValueError(f"is more than 200 years after the data origin {origin.date()}")
+
+
+def seconds_since(value: dt.datetime, origin: dt.datetime) -> int:
+    return (value - origin) // dt.timedelta(seconds=1)
+
+
+def _check_seconds(seconds: int | None, info: ValidationInfo) -> int | None:
+    origin, when = _origin(info), info.data.get("tx_datetime")
+    if seconds is None or origin is None or when is None:
+        return seconds
+    expected = seconds_since(when, origin)
+    if seconds != expected:
+        raise ValueError(
+            f"{seconds} disagrees with tx_datetime {when.isoformat()}: expected {expected} "
+            f"seconds since the origin {origin.date()} (FRAUD_ORIGIN_DATE); omit it to have "
+            "it computed"
+        )
+    return seconds
+
+
+class RawTransaction(BaseModel):
+    """A transaction as the bank sends it, with raw (not pseudonymised) ids."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transaction_id": 1754155,
+                    "tx_datetime": "2018-09-30 12:14:37",
+                    "customer_id": 4097,
+                    "terminal_id": 3571,
+                    "tx_amount": 57.16,
+                }
+            ]
+        },
+    )
+
+    transaction_id: int = Field(ge=0, le=INT64_MAX, description="Global transaction id.")
+    tx_datetime: dt.datetime = Field(
+        description="When it happened: ISO 8601 ('2018-09-30T12:14:37' or with a space); "
+        "an offset is converted to UTC."
+    )
+    customer_id: int = Field(ge=0, le=INT64_MAX, description="Raw customer (card) id.")
+    terminal_id: int = Field(ge=0, le=INT64_MAX, description="Raw terminal id.")
+    tx_amount: float = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount.")
+    tx_time_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Seconds since the data origin (FRAUD_ORIGIN_DATE); computed from "
+        "tx_datetime when omitted, and must agree with it when given.",
+    )
+
+    @field_validator("tx_datetime")
+    @classmethod
+    def _datetime(cls, value: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        value = _naive_utc(value)
+        _check_in_range(value, _origin(info))
+        return value
+
+    @field_validator("tx_time_seconds")
+    @classmethod
+    def _seconds(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return _check_seconds(value, info)
+
+
+class Feedback(BaseModel):
+    """The bank's verdict on one transaction: feeds the terminal risk features."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    transaction_id: int = Field(ge=0, le=INT64_MAX)
+    terminal_id: int = Field(ge=0, le=INT64_MAX, description="Raw terminal id.")
+    fraud: bool = Field(description="True: confirmed fraud; False: genuine (corrects a label).")
+    tx_time_seconds: int | None = Field(
+        None, ge=0, le=MAX_SECONDS, description="Seconds since the origin; or give tx_datetime."
+    )
+    tx_datetime: dt.datetime | None = Field(
+        None,
+        validate_default=True,
+        description="When the transaction happened; required when tx_time_seconds is omitted.",
+    )
+
+    @field_validator("tx_datetime")
+    @classmethod
+    def _datetime(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        if value is None:
+            if info.data.get("tx_time_seconds") is None:
+                raise ValueError("give tx_datetime or tx_time_seconds")
+            return None
+        value = _naive_utc(value)
+        _check_in_range(value, _origin(info))
+        if (seconds := info.data.get("tx_time_seconds")) is not None and (
+            origin := _origin(info)
+        ) is not None:
+            expected = seconds_since(value, origin)
+            if seconds != expected:
+                raise ValueError(
+                    f"disagrees with tx_time_seconds {seconds} (expected {expected} seconds "
+                    f"since the origin {origin.date()})"
+                )
+        return value
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    raw: RawTransaction
+    tx: Transaction  # pseudonymised
+    rule: RuleDecision | None
+
+
+def _validate(model: type[BaseModel], raw: Any, origin: dt.datetime, index: int | None) -> Any:
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    try:
+        return model.model_validate(raw, context={"origin": origin})
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_context=False, include_input=False)
+        raise InvalidTransaction(errors, index) from e
+
+
+class Scorer:
+    """Rules, online features and the served model, for one transaction or a batch."""
+
+    def __init__(
+        self,
+        store: OnlineFeatureStore,
+        model_source: ModelSource,
+        rules: RuleSet | None = None,
+        pseudonymizer: Pseudonymizer | None = None,
+        origin: dt.date | dt.datetime = DEFAULT_ORIGIN,
+    ) -> None:
+        self.store = store
+        self.model_source = model_source
+        self.rules = rules or RuleSet()
+        self.pseudonymizer = pseudonymizer or Pseudonymizer()
+        if not isinstance(origin, dt.datetime):
+            origin = dt.datetime.combine(origin, dt.time())
+        self.origin = origin
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def score_one(self, raw: Mapping[str, Any] | RawTransaction, explain: bool = False) -> dict:
+        try:
+            return self.score_many([raw], explain=explain)[0]
+        except InvalidTransaction as e:
+            raise InvalidTransaction(e.errors) from e  # a single item has no index
+
+    def score_many(
+        self, raws: Sequence[Mapping[str, Any] | RawTransaction], explain: bool = False
+    ) -> list[dict]:
+        started = time.perf_counter()
+        prepared = [self._prepare(raw, i) for i, raw in enumerate(raws)]
+        if not prepared:
+            return []
+        loaded = self.model_source.current  # read once: the whole batch uses one version
+        if loaded is None and any(p.rule is None for p in prepared):
+            raise ModelNotReady(self._not_ready_message())
+
+        features: list[dict[str, float | int]] = [{}] * len(prepared)
+        for i in sorted(
+            range(len(prepared)),
+            key=lambda i: (prepared[i].tx.tx_time_seconds, prepared[i].tx.transaction_id),
+        ):
+            features[i] = self._features(prepared[i].tx)
+
+        probabilities: list[float | None] = [None] * len(prepared)
+        reasons: list[list[dict[str, Any]]] = [[] for _ in prepared]
+        if loaded is not None:
+            x = np.array(
+                [[f[name] for name in loaded.feature_names] for f in features], dtype=np.float64
+            )
+            probabilities = [float(p) for p in loaded.model.predict_proba(x)[:, 1]]
+            if explain:
+                reasons = _top_reasons(loaded, x)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+
+        out = []
+        for i, p in enumerate(prepared):
+            probability = probabilities[i]
+            if p.rule is not None:
+                decision, decided_by = p.rule.decision, p.rule.decided_by
+            else:
+                assert loaded is not None and probability is not None
+                decision = BLOCK if probability >= loaded.threshold else ALLOW
+                decided_by = "model"
+            result: dict[str, Any] = {
+                "transaction_id": p.raw.transaction_id,
+                "fraud_probability": probability,
+                "decision": decision,
+                "threshold": loaded.threshold if loaded else None,
+                "model_version": loaded.version if loaded else None,
+                "decided_by": decided_by,
+                "latency_ms": latency_ms,
+            }
+            if p.rule is not None:
+                result["rule_reason"] = p.rule.reason
+            if explain:
+                result["reasons"] = reasons[i]
+            out.append(result)
+        return out
+
+    def _prepare(self, raw: Any, index: int) -> _Prepared:
+        tx_in: RawTransaction = _validate(RawTransaction, raw, self.origin, index)
+        seconds = tx_in.tx_time_seconds
+        if seconds is None:
+            seconds = seconds_since(tx_in.tx_datetime, self.origin)
+        tx = Transaction(
+            transaction_id=tx_in.transaction_id,
+            tx_datetime=tx_in.tx_datetime,
+            customer_id=self.pseudonymizer.one("customer", tx_in.customer_id),
+            terminal_id=self.pseudonymizer.one("terminal", tx_in.terminal_id),
+            tx_amount=tx_in.tx_amount,
+            tx_time_seconds=seconds,
+        )
+        rule = self.rules.evaluate(tx_in.customer_id, tx_in.terminal_id, tx_in.tx_amount)
+        return _Prepared(tx_in, tx, rule)
+
+    def _features(self, tx: Transaction) -> dict[str, float | int]:
+        try:
+            return self.store.features_for(tx)
+        except STORE_ERRORS as e:
+            raise FeatureStoreUnavailable(
+                f"online feature store unavailable: {type(e).__name__}: {e}"
+            ) from e
+
+    def _not_ready_message(self) -> str:
+        status = self.model_source.status()
+        why = status.last_error or "no model has been loaded yet"
+        return f"no model is being served: {why}"
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    def feedback(
+        self,
+        transaction_id: int,
+        terminal_id: int,
+        fraud: bool,
+        tx_time_seconds: int | None = None,
+        tx_datetime: dt.datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Record the bank's label for a transaction (raw terminal id) in the online store."""
+        label: Feedback = _validate(
+            Feedback,
+            {
+                "transaction_id": transaction_id,
+                "terminal_id": terminal_id,
+                "fraud": fraud,
+                "tx_time_seconds": tx_time_seconds,
+                "tx_datetime": tx_datetime,
+            },
+            self.origin,
+            None,
+        )
+        seconds = label.tx_time_seconds
+        if seconds is None:
+            assert label.tx_datetime is not None
+            seconds = seconds_since(label.tx_datetime, self.origin)
+        try:
+            self.store.record_label(
+                self.pseudonymizer.one("terminal", label.terminal_id),
+                seconds,
+                label.transaction_id,
+                label.fraud,
+            )
+        except STORE_ERRORS as e:
+            raise FeatureStoreUnavailable(
+                f"online feature store unavailable: {type(e).__name__}: {e}"
+            ) from e
+        return {
+            "transaction_id": label.transaction_id,
+            "tx_time_seconds": seconds,
+            "fraud": label.fraud,
+            "status": "recorded",
+        }
+
+
+def _top_reasons(loaded: LoadedModel, x: np.ndarray) -> list[list[dict[str, Any]]]:
+    from catboost import Pool
+
+    names = list(loaded.feature_names)
+    shap = loaded.model.get_feature_importance(
+        Pool(x, feature_names=names), type="ShapValues"
+    )  # (n, features + 1): the last column is the expected value
+    out = []
+    for row, contributions in zip(x, shap[:, :-1], strict=True):
+        top = np.argsort(-np.abs(contributions), kind="stable")[:TOP_REASONS]
+        out.append(
+            [
+                {
+                    "feature": names[j],
+                    "value": float(row[j]),
+                    "contribution": float(contributions[j]),
+                }
+                for j in top
+            ]
+        )
+    return out

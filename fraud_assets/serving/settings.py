@@ -1,0 +1,123 @@
+"""Scoring-service settings, read from FRAUD_* environment variables (pydantic-settings).
+
+FRAUD_MLFLOW_TRACKING_URI   MLflow tracking/registry URI; default: the embedded SQLite store
+                            `$FRAUD_DATA_DIR/mlflow/mlflow.db` (FRAUD_DATA_DIR default `data`),
+                            the same default as the Dagster code location.
+FRAUD_MLFLOW_ARTIFACTS      artifact location for that store (optional)
+FRAUD_MODEL_NAME            registered model name (default `fraud-detector`)
+FRAUD_MODEL_ALIAS           alias that is served (default `champion`)
+FRAUD_MODEL_POLL_SECONDS    how often the alias is re-read; a new version is hot-swapped (30)
+FRAUD_REDIS_URL             online feature store in Redis (e.g. redis://127.0.0.1:6379/0);
+                            unset: an in-process store (one worker only, state lost on restart)
+FRAUD_REDIS_PREFIX          key prefix of the online feature store (default `fraud:`)
+FRAUD_REDIS_TIMEOUT_SECONDS socket timeout of Redis calls (default 0.5)
+FRAUD_API_TOKEN             bearer token required on /v1/*; unset: NO AUTHENTICATION (a loud
+                            warning is logged at start-up; never run like that in production)
+FRAUD_ORIGIN_DATE           the data's time origin: tx_time_seconds counts from its midnight
+                            (default 2018-04-01, the simulator's reference start)
+FRAUD_PSEUDONYM_KEY         the keyed-HMAC secret shared with the batch pipeline (read by
+                            `fraud_assets.privacy`; unset: the public development key, loudly)
+FRAUD_RULE_BLOCKED_CUSTOMERS  raw customer ids always blocked: "1,2,3" or a JSON list
+FRAUD_RULE_BLOCKED_TERMINALS  raw terminal ids always blocked
+FRAUD_RULE_MAX_AMOUNT         hard amount limit: a larger amount is blocked (unset: none)
+FRAUD_TLS_CERTFILE / FRAUD_TLS_KEYFILE   serve HTTPS with this certificate and key
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ORIGIN = dt.date(2018, 4, 1)
+
+
+def _default_tracking_uri() -> str:
+    folder = Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve() / "mlflow"
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def _id_list(value: Any) -> Any:
+    """Accept "1,2, 3", "[1,2,3]", a list, or nothing."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True)
+
+    mlflow_tracking_uri: str = Field(default_factory=_default_tracking_uri)
+    mlflow_artifacts: str | None = None
+    model_name: str = "fraud-detector"
+    model_alias: str = "champion"
+    model_poll_seconds: float = Field(30.0, gt=0)
+
+    redis_url: str | None = None
+    redis_prefix: str = "fraud:"
+    redis_timeout_seconds: float = Field(0.5, gt=0)
+
+    api_token: str | None = None
+    origin_date: dt.date = DEFAULT_ORIGIN
+
+    rule_blocked_customers: Annotated[frozenset[int], NoDecode] = frozenset()
+    rule_blocked_terminals: Annotated[frozenset[int], NoDecode] = frozenset()
+    rule_max_amount: float | None = Field(None, gt=0)
+
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+    @field_validator("rule_blocked_customers", "rule_blocked_terminals", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        return _id_list(value)
+
+    @field_validator("api_token", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("FRAUD_TLS_CERTFILE and FRAUD_TLS_KEYFILE must be set together")
+        return self
+
+    @property
+    def origin(self) -> dt.datetime:
+        """Midnight of the origin date: tx_time_seconds = (tx_datetime - origin) in seconds."""
+        return dt.datetime.combine(self.origin_date, dt.time())
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_token)
+
+    def warn_if_insecure(self) -> None:
+        if not self.auth_enabled:
+            log.warning(
+                "FRAUD_API_TOKEN is not set: the scoring API accepts UNAUTHENTICATED requests. "
+                "Set FRAUD_API_TOKEN (and TLS) before exposing this service."
+            )
+        if self.redis_url is None:
+            log.warning(
+                "FRAUD_REDIS_URL is not set: online features live in this process only "
+                "(lost on restart, not shared between workers)."
+            )
+
+
+Settings = ServiceSettings
