@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA ?= $(CURDIR)/data
 
-.PHONY: install demo test ui lint bench clean
+.PHONY: install browser demo test ui lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -18,7 +18,10 @@ install: $(STAMP) ## create or update the virtual environment
 demo: $(STAMP) ## run the platform end to end on embedded defaults
 	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/fraud demo
 
-test: $(STAMP) ## lint, then the test suite (uses the local PostgreSQL and Redis where needed)
+browser: ## Debian's Chromium for the browser tests (Playwright drives it; no browser download)
+	@command -v chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: $(STAMP) browser ## lint, then the test suite (uses the local PostgreSQL, Redis and Chromium)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

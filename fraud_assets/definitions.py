@@ -29,6 +29,9 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
         jobs=[ingest_batch_job, train_and_review_job],
         sensors=[landing_sensor, retraining_sensor],
         resources=dict(resources) if resources is not None else build_resources(),
+        # Steps of a batch run one after another anyway; one process per step would re-import
+        # the code location for each (≈ 150 s instead of ≈ 3 s for an ingest run from the UI).
+        executor=dg.in_process_executor,
     )
 
 

@@ -1,23 +1,44 @@
-"""`make demo`: the platform end to end on embedded defaults, in one process, no daemon needed."""
+"""`make demo`: the whole lifecycle on embedded defaults, in one process, no daemon needed.
+
+Simulate → landing sensor → ingest (raw, clean, features, drift) per batch → retraining sensor →
+train + champion review → scoring service on the champion → replay of the newest day → summary.
+Running it twice is safe: batches and trainings already done are recognised by their run keys.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import socket
+import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.monitoring.report_server import report_url
-from fraud_assets.simulation import SimulationParams
+DEMO_START = dt.date(2025, 1, 1)
+DEMO_TRAINING_WINDOW_DAYS = 14  # + 7 validation + 7 review + 7 label delay = 35 days of data
+DRIFT_FROM_END = 3  # the last 3 days drift on purpose (amounts ×2.5, volume ×1.5)
+DIRTY_RATE = 0.002  # a few damaged rows per batch, to show the quarantine
 
-DEMO_START = "2025-01-01"
+
+@dataclass
+class DemoSummary:
+    batches: int = 0
+    rows: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    drifted: list[str] = field(default_factory=list)
+    model: dict[str, object] = field(default_factory=dict)
+    decisions: list[str] = field(default_factory=list)
+    scoring: dict[str, object] = field(default_factory=dict)
 
 
 def run_demo(console: Console, days: int, customers: int, terminals: int) -> None:
     # Environment first: the definitions read it when they are imported.
-    from resources.environments import data_dir, landing_url
+    os.environ.setdefault("FRAUD_TRAINING_WINDOW_DAYS", str(DEMO_TRAINING_WINDOW_DAYS))
+    from resources.environments import data_dir, lake_url, landing_url
 
     home = os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
     os.makedirs(home, exist_ok=True)
@@ -28,91 +49,226 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 
     import dagster as dg
 
-    from fraud_assets.cli import run_simulation, summary_line
+    from fraud_assets.cli import progress_bar, run_simulation, summary_line
     from fraud_assets.definitions import defs
+    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.inprocess import tick_sensor
+    from fraud_assets.simulation import SimulationParams
+    from fraud_assets.simulation.params import DriftScenario
 
     started = time.perf_counter()
+    summary = DemoSummary()
     url = landing_url()
-    console.rule("[bold]1. Simulate transactions into the landing zone")
+
+    console.rule(f"[bold]1. Simulate {days} days of card transactions into {url}")
     params = SimulationParams(
         customers=customers,
         terminals=terminals,
         days=days,
-        start_date=_date(DEMO_START),
+        start_date=DEMO_START,
         seed=42,
+        drift=DriftScenario(
+            start_day=max(days - DRIFT_FROM_END, 1), amount_factor=2.5, tx_per_day_factor=1.5
+        ),
     )
-    summary = run_simulation(params, *filesystem_for(url))
-    console.print(summary_line(summary, url))
+    console.print(summary_line(run_simulation(params, *filesystem_for(url), DIRTY_RATE), url))
 
-    console.rule("[bold]2. Landing sensor tick: register complete batches, ingest each one")
+    console.rule("[bold]2. Landing sensor: register each batch, ingest it (raw → features → drift)")
     instance = dg.DagsterInstance.get()
-    with console.status("ticking landing_sensor and running the ingest jobs…"):
-        outcome = tick_sensor(defs, instance, "landing_sensor", log_level="WARNING")
-    registered = set(outcome.added_partitions)
-    already = {key.split(":", 1)[0] for key in outcome.already_run}
-
-    table = Table(title=f"Batches in {url}")
-    for column in ("batch", "partition", "ingest run", "rows", "bytes", "drift"):
-        table.add_column(column, justify="right" if column in ("rows", "bytes") else "left")
-    for batch_id in instance.get_dynamic_partitions("batches"):
-        meta = _latest_metadata(instance, batch_id)
-        drift = _latest_metadata(instance, batch_id, "drift_report")
-        if batch_id in outcome.failed:
-            run = f"[red]failed: {outcome.failed[batch_id].splitlines()[0]}"
-        elif batch_id in outcome.succeeded:
-            run = "[green]succeeded"
-        elif batch_id in already:
-            run = "already ingested"
-        else:
-            run = "-"
-        table.add_row(
-            batch_id,
-            "[green]new" if batch_id in registered else "known",
-            run,
-            f"{meta['dagster/row_count']:,}" if "dagster/row_count" in meta else "",
-            f"{meta['bytes']:,}" if "bytes" in meta else "",
-            _drift_cell(drift),
+    with progress_bar() as progress:
+        task = progress.add_task("ingest runs", total=days, detail="")
+        outcome = tick_sensor(
+            defs,
+            instance,
+            "landing_sensor",
+            log_level="WARNING",
+            on_run=lambda key, ok: progress.update(
+                task, advance=1, detail=f"{key} {'ok' if ok else 'FAILED'}"
+            ),
         )
-    console.print(table)
+    for key, error in outcome.failed.items():
+        console.print(f"[red]{key}: {error.splitlines()[0]}")
+    _batches_table(console, instance, summary)
     console.print(
-        f"Registered {len(registered)} new batch partition(s); ran {len(outcome.succeeded)} "
-        f"ingest run(s), {len(outcome.failed)} failed; {len(already)} batch(es) already ingested. "
-        f"Done in {time.perf_counter() - started:.1f} s."
+        f"{len(outcome.added_partitions)} new partition(s), {len(outcome.succeeded)} ingest "
+        f"run(s), {len(outcome.failed)} failed, {len(outcome.already_run)} already ingested."
     )
-    console.rule("[bold]Where to look next")
-    console.print(f"Dagster UI on this demo's instance: [bold]make ui[/] (DAGSTER_HOME={home})")
-    reports = [b for b in instance.get_dynamic_partitions("batches") if _has_report(b)]
-    if reports:
-        console.print(
-            f"Drift reports ({len(reports)}): the `drift_report` asset's page in the UI, or "
-            f"{report_url('drift', reports[-1])} once `make ui` (or `fraud reports`) runs"
-        )
-    if outcome.failed:
+
+    console.rule("[bold]3. Retraining sensor: train a challenger, review it against the champion")
+    with console.status("training CatBoost and running the champion–challenger review…"):
+        training = tick_sensor(defs, instance, "retraining_sensor", log_level="WARNING")
+    if training.skip_reason:
+        console.print(f"retraining_sensor: {training.skip_reason}")
+    for key, error in training.failed.items():
+        console.print(f"[red]training run {key} failed: {error.splitlines()[0]}")
+    _model_report(console, instance, summary)
+
+    console.rule("[bold]4. Scoring service: the champion answers the newest day, one by one")
+    newest = sorted(Path(url).glob("*.txt"))[-1]
+    _score_newest_day(console, newest, lake_url(), summary)
+
+    _print_summary(console, summary, home, time.perf_counter() - started)
+    if outcome.failed or training.failed:
         raise SystemExit(1)
 
 
-def _date(text: str):  # noqa: ANN202
-    import datetime as dt
+def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
+    import polars as pl
 
-    return dt.date.fromisoformat(text)
+    from fraud_assets.lake import QUARANTINE
+    from resources.environments import lake_url
+
+    table = Table(title="Batches")
+    for column in ("batch", "raw rows", "clean", "quarantined", "drift"):
+        table.add_column(column, justify="left" if column in ("batch", "drift") else "right")
+    for batch_id in instance.get_dynamic_partitions("batches"):
+        raw = _latest_metadata(instance, batch_id, "raw_transactions")
+        clean = _latest_metadata(instance, batch_id, "clean_transactions")
+        drift = _latest_metadata(instance, batch_id, "drift_report")
+        summary.batches += 1
+        summary.rows += int(raw.get("dagster/row_count", 0))
+        if drift.get("drifted"):
+            summary.drifted.append(batch_id)
+        table.add_row(
+            batch_id,
+            f"{raw.get('dagster/row_count', 0):,}",
+            f"{clean.get('dagster/row_count', 0):,}",
+            f"{clean.get('quarantined', 0):,}",
+            _drift_cell(drift),
+        )
+    console.print(table)
+    quarantine = Path(lake_url()) / QUARANTINE
+    if any(quarantine.glob("*.parquet")):
+        reasons = pl.read_parquet(quarantine / "*.parquet")["reason"].value_counts(sort=True)
+        summary.quarantined = dict(reasons.iter_rows())
+
+
+def _model_report(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
+    import dagster as dg
+
+    def latest(asset: str) -> list[dict]:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=20).records
+        return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records]
+
+    models, reviews = latest("challenger_model"), latest("champion_review")
+    if not models:
+        console.print("[yellow]No model trained yet.")
+        return
+    summary.model = models[0]
+    summary.decisions = [
+        f"v{r.get('challenger_version')}: {r.get('decision')} — {r.get('reason')}"
+        for r in reversed(reviews)
+    ]
+    for line in summary.decisions:
+        console.print(line)
+
+
+def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: DemoSummary) -> None:
+    import polars as pl
+    import uvicorn
+
+    from fraud_assets.lake import CLEAN
+    from fraud_assets.serving.app import build_scorer, create_app
+    from fraud_assets.serving.replay import raw_requests, replay
+    from fraud_assets.serving.settings import ServiceSettings
+
+    settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600)
+    scorer = build_scorer(settings)
+    if scorer.model_source.current is None:
+        console.print("[yellow]No champion model: skipping the scoring step.")
+        return
+    day = dt.date.fromisoformat(raw_file.stem)
+    # The online store starts from the batch pipeline's snapshot of the days before.
+    history = pl.read_parquet(Path(lake) / CLEAN / "**" / "*.parquet").filter(
+        pl.col("tx_datetime").dt.date() < day
+    )
+    scorer.store.publish_snapshot(history)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(scorer, settings=settings), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        requests = raw_requests(raw_file)
+        with console.status(f"replaying {len(requests):,} transactions of {day}…"):
+            result = replay(f"http://127.0.0.1:{port}", requests)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    summary.scoring = {
+        "day": day.isoformat(),
+        "transactions": result.sent,
+        "per_second": result.per_second,
+        "p50_ms": result.percentile(50),
+        "p99_ms": result.percentile(99),
+        "statuses": dict(result.statuses),
+        "decisions": dict(result.decisions),
+        "model_versions": dict(result.model_versions),
+    }
+    console.print(
+        f"{result.sent:,} transactions of {day} in {result.seconds:.1f} s: "
+        f"{result.per_second:,.0f} tx/s, p50 {result.percentile(50):.1f} ms, "
+        f"p99 {result.percentile(99):.1f} ms (HTTP round trips, 4 client threads, same machine)"
+    )
+
+
+def _print_summary(console: Console, s: DemoSummary, home: str, seconds: float) -> None:
+    from fraud_assets.monitoring.report_server import report_url
+
+    console.rule("[bold]Summary")
+    table = Table(show_header=False)
+    table.add_row("batches", f"{s.batches}")
+    table.add_row("raw rows", f"{s.rows:,}")
+    quarantined = ", ".join(f"{k} {v:,}" for k, v in s.quarantined.items()) or "none"
+    table.add_row("quarantined by reason", quarantined)
+    table.add_row("drifted batches", ", ".join(s.drifted) or "none")
+    if s.model:
+        m = s.model
+        table.add_row(
+            "model (validation slice)",
+            f"v{m.get('model_version')}: AUC {m.get('validation_auc_roc', 0):.3f}, "
+            f"AP {m.get('validation_average_precision', 0):.3f}, "
+            f"card precision@100 {m.get('validation_card_precision_at_100', 0):.3f}, "
+            f"recall {m.get('validation_recall', 0):.3f} and FPR {m.get('validation_fpr', 0):.3f} "
+            f"at threshold {m.get('threshold', 0):.4f}",
+        )
+    table.add_row("promotion decisions", "\n".join(s.decisions) or "none")
+    if s.scoring:
+        c = s.scoring
+        table.add_row(
+            "scoring",
+            f"{c['transactions']:,} tx of {c['day']}: {c['per_second']:,.0f} tx/s, "
+            f"p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms; statuses {c['statuses']}; "
+            f"{c['decisions']}",
+        )
+    table.add_row("total time", f"{seconds:.0f} s")
+    console.print(table)
+    console.rule("[bold]Where to look next")
+    console.print(f"Dagster UI and drift reports: [bold]make ui[/] (DAGSTER_HOME={home})")
+    mlflow_db = Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve() / "mlflow" / "mlflow.db"
+    console.print(f"MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
+    if s.drifted:
+        console.print(f"Drift report of a drifted batch: {report_url('drift', s.drifted[-1])}")
+    console.print("Scoring API: [bold]fraud serve[/] then http://127.0.0.1:8000/docs")
 
 
 def _drift_cell(meta: dict) -> str:
     if "drift_share" not in meta:
-        return meta.get("verdict", "")
+        return str(meta.get("verdict", ""))
     color = "red" if meta.get("drifted") else "green"
     return f"[{color}]{meta['verdict']}[/] ({meta['drift_share']:.0%} of columns)"
 
 
-def _has_report(batch_id: str) -> bool:
-    from fraud_assets.lake import REPORTS
-    from resources.environments import lake_url
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    return os.path.exists(os.path.join(lake_url(), REPORTS, "drift", f"{batch_id}.html"))
 
-
-def _latest_metadata(instance, batch_id: str, asset: str = "raw_transactions") -> dict:  # noqa: ANN001
+def _latest_metadata(instance, batch_id: str, asset: str) -> dict:  # noqa: ANN001
     import dagster as dg
 
     records = instance.fetch_materializations(

@@ -6,6 +6,7 @@ and each run request whose run key has not run yet executes in process on the gi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -28,7 +29,9 @@ def tick_sensor(
     sensor_name: str,
     cursor: str | None = None,
     log_level: str = "DEBUG",
+    on_run: Callable[[str, bool], None] | None = None,
 ) -> TickOutcome:
+    """`on_run(key, succeeded)` is called after each requested run (progress bars)."""
     sensor = defs.resolve_sensor_def(sensor_name)
     # instance_ref, not instance: only then does the tick resolve dynamic partition keys.
     with dg.build_sensor_context(
@@ -67,6 +70,8 @@ def tick_sensor(
             outcome.succeeded.append(key)
         else:
             outcome.failed[key] = _failure_message(run)
+        if on_run is not None:
+            on_run(key, run.success)
     return outcome
 
 

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from fraud_assets.defs.features import transaction_features
-from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.features.spec import CALENDAR_FEATURES, FEATURE_COLUMNS
 from fraud_assets.lake import FEATURES, Lake
 from fraud_assets.modeling.training import score
 from fraud_assets.monitoring.drift import DEFAULT_DRIFT_SHARE, drift_report
@@ -17,7 +17,12 @@ from resources.models import ModelStore
 from resources.storage import LakeStore
 
 DRIFT = "drift"
-QUALITY_COLUMNS = [*FEATURE_COLUMNS, "tx_amount", "terminal_id"]
+# Calendar flags follow from the timestamp: a weekend batch after weekday-only references is not
+# a quality problem, so they are left out.
+QUALITY_COLUMNS = [c for c in FEATURE_COLUMNS if c not in CALENDAR_FEATURES] + [
+    "tx_amount",
+    "terminal_id",
+]
 
 
 class DriftSettings(dg.Config):
