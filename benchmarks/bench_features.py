@@ -74,6 +74,7 @@ def measure(size: str, engine: str) -> dict:
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false")
             .config("spark.driver.memory", "8g")
+            .config("spark.driver.maxResultSize", "0")
             .getOrCreate()
         )
     lake_dir = tempfile.mkdtemp(prefix="bench-lake-")

@@ -386,6 +386,7 @@ def features(
             SparkSession.builder.master(spark_master)
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false")
+            .config("spark.driver.maxResultSize", "0")
             .getOrCreate()
         )
     rows = failed = 0

@@ -174,8 +174,10 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
 
     settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600)
     scorer = build_scorer(settings)
+    scorer.model_source.refresh()
     if scorer.model_source.current is None:
-        console.print("[yellow]No champion model: skipping the scoring step.")
+        error = scorer.model_source.last_error or "the registry has no champion"
+        console.print(f"[yellow]No champion model ({error}): skipping the scoring step.")
         return
     day = dt.date.fromisoformat(raw_file.stem)
     # The online store starts from the batch pipeline's snapshot of the days before.

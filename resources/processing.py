@@ -29,6 +29,9 @@ def local_spark(master: str = "local[2]") -> LazyPySparkResource:
             "spark.sql.shuffle.partitions": "8",
             "spark.ui.enabled": "false",
             "spark.driver.memory": "4g",
+            # Features come back to the driver as Arrow (the lake is written by one writer);
+            # a 10 M-row batch is ≈ 1.1 GB, above Spark's 1 GB default.
+            "spark.driver.maxResultSize": "0",
         }
     )
 
