@@ -175,6 +175,8 @@ class Traffic(threading.Thread):
             started = time.perf_counter()
             r = self.client.post("/v1/score", json=tx(self.next_id), headers=AUTH)
             reason = r.json().get("reason") if r.status_code != 200 else None
+            if self.phase != phase:  # Redis was killed or restarted while this one was in flight
+                phase = "transition"
             self.log.append((phase, r.status_code, reason, time.perf_counter() - started))
             time.sleep(0.01)
 
