@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from fraud_assets.filesystems import join
 
@@ -64,7 +65,7 @@ class Lake:
             for (day,), part in parts.items()
         }
         # A monthly batch spans ~30 dates: write them side by side (Polars releases the GIL).
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(self._write_parquet, jobs.keys(), jobs.values()))
         return list(jobs)
 
@@ -94,8 +95,11 @@ class Lake:
 
     def _write_parquet(self, path: str, frame: pl.DataFrame) -> None:
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        # snappy: Spark's default codec, and twice as fast to write as zstd for ~1.5x the size.
+        if isinstance(self.fs, LocalFileSystem):  # a third faster than through a Python file
+            frame.write_parquet(path, compression="snappy", statistics=True)
+            return
         with self.fs.open(path, "wb") as f:
-            # snappy: Spark's default codec, and twice as fast to write as zstd for ~1.5x the size.
             frame.write_parquet(f, compression="snappy", statistics=True)
 
     # -- reading ------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ namespaces, so equal raw ids do not collide.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -49,7 +48,8 @@ class Pseudonymizer:
         self._key = key if key is not None else key_from_env()
 
     def one(self, kind: str, raw_id: int) -> int:
-        digest = hmac.new(self._key, f"{kind}:{raw_id}".encode(), hashlib.sha256).digest()
+        # hmac.digest: one C call, about twice as fast as hmac.new(...).digest().
+        digest = hmac.digest(self._key, f"{kind}:{raw_id}".encode(), "sha256")
         return int.from_bytes(digest[:8], "big") & _MASK
 
     def column(self, values: pl.Series, kind: str) -> pl.Series:

@@ -8,11 +8,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
 from fraud_assets.features.polars_engine import compute_features
-from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, WINDOWS_DAYS
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.inprocess import tick_sensor
 from fraud_assets.lake import Lake
@@ -28,8 +30,8 @@ ORIGIN = HAND_ORIGIN
 frame = hand_rows
 
 
-def features_of(rows) -> dict[int, dict]:  # noqa: ANN001
-    out = compute_features(frame(rows))
+def features_of(rows, compiled: bool | None = None) -> dict[int, dict]:  # noqa: ANN001
+    out = compute_features(frame(rows), compiled=compiled)
     return {r["transaction_id"]: r for r in out.iter_rows(named=True)}
 
 
@@ -88,6 +90,52 @@ def test_weekend_and_night_flags():
     assert (f[1]["tx_during_weekend"], f[1]["tx_during_night"]) == (1, 1)
     assert (f[2]["tx_during_weekend"], f[2]["tx_during_night"]) == (0, 0)
     assert (f[3]["tx_during_weekend"], f[3]["tx_during_night"]) == (1, 0)
+
+
+def spec_features_row_by_row(rows) -> dict[int, dict]:  # noqa: ANN001
+    """DESIGN.md §3.4 read literally, one row at a time: slow, obviously right."""
+    order = sorted(rows, key=lambda r: (r[1], r[0]))  # (time, id): arrival order
+    out = {}
+    for position, (tx, t, customer, terminal, _amount, _fraud) in enumerate(order):
+        mine = [r for r in order[: position + 1] if r[2] == customer]
+        row = {}
+        for w in WINDOWS_DAYS:
+            window = [r for r in mine if r[1] > t - w * DAY]
+            row[f"customer_nb_tx_{w}d"] = len(window)
+            row[f"customer_avg_amount_{w}d"] = sum(r[4] for r in window) / len(window)
+            end = t - LABEL_DELAY_DAYS * DAY
+            labelled = [r for r in order if r[3] == terminal and end - w * DAY < r[1] <= end]
+            row[f"terminal_nb_tx_{w}d"] = len(labelled)
+            frauds = sum(r[5] for r in labelled)
+            row[f"terminal_risk_{w}d"] = frauds / len(labelled) if labelled else 0.0
+        out[tx] = row
+    return out
+
+
+# Times on a coarse grid so that ties and rows exactly w days apart are common.
+transactions = st.lists(
+    st.tuples(
+        st.integers(0, 50).map(lambda half_days: half_days * DAY // 2),
+        st.integers(1, 3),  # customer
+        st.integers(1, 3),  # terminal
+        st.sampled_from([1.0, 2.5, 10.0, 99.99]),
+        st.integers(0, 1),  # fraud
+    ),
+    min_size=1,
+    max_size=60,
+).map(lambda rows: [(i + 1, *r) for i, r in enumerate(rows)])
+
+
+# Both window implementations: the binary search (small frames) and the compiled scan (large).
+@pytest.mark.parametrize("compiled", [False, True], ids=["search", "compiled"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=transactions)
+def test_every_window_feature_equals_the_spec_read_row_by_row(rows, compiled):  # noqa: ANN001
+    expected = spec_features_row_by_row(rows)
+    got = features_of(rows, compiled)
+    for tx, row in expected.items():
+        for name, value in row.items():
+            assert got[tx][name] == pytest.approx(value, rel=1e-12), (tx, name)
 
 
 @pytest.fixture

@@ -81,13 +81,13 @@ def test_card_precision_drops_card_caught_on_an_earlier_day():
 
 def test_card_precision_divides_by_k_even_when_fewer_cards_remain():
     # k=2. Day 1: A, B → 1 fraud → 1/2. Day 2: B, C → 1 fraud → 1/2. Mean 1/2.
-    assert card_precision_at_k(
-        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2
-    ) == pytest.approx(0.5)
+    assert card_precision_at_k(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2) == pytest.approx(
+        0.5
+    )
     # k=3. Day 1: 3 cards, 1 fraud → 1/3. Day 2: only B and C remain, 1 fraud → still 1/3.
-    assert card_precision_at_k(
-        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3
-    ) == pytest.approx(1 / 3)
+    assert card_precision_at_k(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3) == pytest.approx(
+        1 / 3
+    )
 
 
 def test_card_precision_accepts_int_day_indices_and_object_date_arrays():

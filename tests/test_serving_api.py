@@ -207,9 +207,9 @@ def test_score_one_and_batch_with_the_champion(source, registry, trained):
         calls = []
         original = model.predict_proba
 
-        def counting(x):
+        def counting(x, **options):  # noqa: ANN001, ANN003, ANN202
             calls.append(len(x))
-            return original(x)
+            return original(x, **options)
 
         model.predict_proba = counting
         try:

@@ -1,4 +1,5 @@
-"""The Dagster UI shows our batch pipeline: lineage, partitions, checks, drift reports, a run.
+"""The Dagster UI shows our batch pipeline: lineage, partitions, checks, drift reports, a run
+and a backfill launched from it.
 
 Real Chromium against a real `dagster dev` (webserver + daemon) on a temp instance where three
 simulated batches were ingested (see conftest.py). Every test saves a full-page screenshot in
@@ -182,10 +183,8 @@ def test_drift_report_table_is_readable_on_the_asset_page_and_its_link_opens_the
     report.screenshot(path=str(SCREENSHOTS / "06_drift_report_html.png"), full_page=True)
 
 
-def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_success(
-    page: Page, dagster_ui: DagsterUI, screenshot
-):
-    batch = dagster_ui.batches[-1]  # its look-back history (the days before) is in the lake
+def open_launch_dialog_for_the_batch_assets(page: Page):  # noqa: ANN201
+    """Tick the batch assets (the `ingest_batch` job's) in the catalog, open their launch dialog."""
     page.goto("/assets")  # the catalog: tick the batch assets (the `ingest_batch` job's)
     for name in BATCH_ASSETS:
         expect(page.locator(f'a[href="/assets/{name}"]')).to_be_visible()
@@ -199,6 +198,14 @@ def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_succes
     dialog = page.get_by_role("dialog")
     title = dialog.get_by_text(f"Launch runs to materialize {len(BATCH_ASSETS)} assets")
     expect(title).to_be_visible()
+    return dialog, title
+
+
+def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_success(
+    page: Page, dagster_ui: DagsterUI, screenshot
+):
+    batch = dagster_ui.batches[-1]  # its look-back history (the days before) is in the lake
+    dialog, title = open_launch_dialog_for_the_batch_assets(page)
     dialog.get_by_text("Select a partition or create one").click()
     page.get_by_text(batch, exact=True).filter(visible=True).last.click()  # in the drop-down
     title.click()  # closes the drop-down
@@ -206,7 +213,7 @@ def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_succes
     # No run config: the code location's default executor runs the steps in process.
     screenshot("04_materialize_one_batch_dialog")
 
-    # One partition is launched as one run (several would make a backfill).
+    # One partition is launched as one run: the dialog offers a backfill for other counts only.
     dialog.get_by_role("button", name="Launch 1 run", exact=True).click()
     expect(page.get_by_text(re.compile(r"^Launched run"))).to_be_visible()
     page.get_by_role("link", name="View", exact=True).or_(
@@ -240,3 +247,77 @@ def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_succes
     print(f"run {run['runId']}: {run['endTime'] - run['startTime']:.1f} s from start to end")
     page.wait_for_load_state("networkidle")
     screenshot("04_one_batch_run_succeeded")
+
+
+def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
+    page: Page, dagster_ui: DagsterUI, screenshot
+):
+    # Dagster's launch dialog turns a selection of exactly one partition into one run ("Launch 1
+    # run", the test above); any other count is launched as a backfill ("Launch backfill"), which
+    # the daemon splits into one run per batch. The smallest backfill it offers is two batches.
+    batches = dagster_ui.batches[-2:]  # their look-back history (the days before) is in the lake
+    dialog, title = open_launch_dialog_for_the_batch_assets(page)
+    launch_backfill = dialog.get_by_role("button", name="Launch backfill", exact=True)
+    expect(launch_backfill).to_be_disabled()  # no partition chosen yet
+    dialog.get_by_text("Select a partition or create one").click()
+    page.get_by_text(batches[0], exact=True).filter(visible=True).last.click()  # drop-down
+    expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_be_enabled()
+    expect(launch_backfill).to_have_count(0)
+    page.get_by_text(batches[1], exact=True).filter(visible=True).last.click()
+    title.click()  # closes the drop-down
+    expect(dialog.get_by_text(f"{len(batches)} partitions", exact=True)).to_be_visible()
+    expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_have_count(0)
+    expect(launch_backfill).to_be_enabled()
+    page.wait_for_load_state("networkidle")
+    screenshot("04_backfill_dialog")
+
+    launch_backfill.click()
+    toast = page.get_by_text(re.compile(r"^Created backfill \w+$"))
+    expect(toast).to_be_visible()
+    backfill_id = toast.inner_text().split()[-1]
+    page.get_by_role("link", name="View", exact=True).or_(
+        page.get_by_role("button", name="View", exact=True)
+    ).first.click()
+    expect(page).to_have_url(re.compile(rf"/runs/b/{backfill_id}"))
+
+    # The backfill page: its status turns from in progress to succeeded once the daemon has
+    # launched one run per batch and both ran (queued, then a run worker each, in process).
+    def detail(label: str):  # noqa: ANN202 - the value beside a label of the overview
+        return page.get_by_text(label, exact=True).locator("xpath=..")
+
+    expect(detail("Status")).to_contain_text("Succeeded", timeout=RUN_TIMEOUT_MS)
+    chips = detail("Partition selection").locator('[class*="BaseTag"]')
+    expect(chips).to_have_count(len(batches))
+    assert sorted(chips.all_inner_texts()) == sorted(batches)
+    for name in BATCH_ASSETS:
+        row = page.locator('[class*="VirtualizedTable_row"]').filter(
+            has=page.locator(f'a[href="/assets/{name}"]')
+        )
+        expect(row).to_contain_text("100% completed")
+        # Partitions targeted, in progress, succeeded, failed.
+        cells = row.locator('[class*="VirtualizedTable_cellBox"]')
+        expect(cells).to_have_text([re.compile(name), "2", "0", "2", "0"])
+
+    backfill = dagster_ui.graphql(
+        """query ($id: String!) { partitionBackfillOrError(backfillId: $id) {
+              __typename ... on PartitionBackfill { status isAssetBackfill numPartitions
+              partitionNames assetSelection { path } tags { key value } timestamp endTimestamp
+              runs(limit: 10) { status tags { key value } } } } }""",
+        {"id": backfill_id},
+    )["partitionBackfillOrError"]
+    assert backfill["__typename"] == "PartitionBackfill", backfill
+    assert backfill["status"] == "COMPLETED_SUCCESS" and backfill["isAssetBackfill"]
+    assert backfill["numPartitions"] == len(batches)
+    assert sorted(backfill["partitionNames"]) == sorted(batches)
+    assert {"/".join(k["path"]) for k in backfill["assetSelection"]} == set(BATCH_ASSETS)
+    assert {"key": "dagster/from_ui", "value": "true"} in backfill["tags"]
+    runs = [
+        {t["key"]: t["value"] for t in r["tags"]} | {"status": r["status"]}
+        for r in backfill["runs"]
+    ]
+    assert sorted(r["dagster/partition"] for r in runs) == sorted(batches), runs
+    assert all(r["status"] == "SUCCESS" and r["dagster/backfill"] == backfill_id for r in runs)
+    took = backfill["endTimestamp"] - backfill["timestamp"]
+    print(f"backfill {backfill_id}: {took:.1f} s from launch to completion")
+    page.wait_for_load_state("networkidle")
+    screenshot("04_backfill_completed")
