@@ -22,7 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.serving.fast_trees import ObliviousTrees
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,17 @@ class LoadedModel:
     threshold: float
     version: int
     feature_names: tuple[str, ...]
+    trees: ObliviousTrees | None = None  # the same model for single rows, without a Pool each
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def probabilities(self, x: np.ndarray) -> list[float]:
+        """P(fraud) for the rows of x, in input column order `feature_names`."""
+        if len(x) == 1 and self.trees is not None and not np.isnan(x).any():
+            return [float(self.trees.proba(x)[0])]
+        # One thread: for the few rows of a request, starting a thread pool costs more than it
+        # saves; large batches get all cores.
+        threads = 1 if len(x) < 64 else -1
+        return [float(p) for p in self.model.predict_proba(x, thread_count=threads)[:, 1]]
 
     @classmethod
     def of(cls, model: Any, threshold: float, version: int) -> LoadedModel:
@@ -44,7 +57,11 @@ class LoadedModel:
                 f"model v{version} needs inputs serving does not compute: {', '.join(missing)}"
             )
         return cls(
-            model=model, threshold=float(threshold), version=int(version), feature_names=names
+            model=model,
+            threshold=float(threshold),
+            version=int(version),
+            feature_names=names,
+            trees=ObliviousTrees.from_catboost(model),
         )
 
 
