@@ -277,11 +277,13 @@ class Scorer:
             raise ModelNotReady(self._not_ready_message())
 
         features: list[dict[str, float | int]] = [{}] * len(prepared)
-        for i in sorted(
+        in_time_order = sorted(
             range(len(prepared)),
             key=lambda i: (prepared[i].tx.tx_time_seconds, prepared[i].tx.transaction_id),
-        ):
-            features[i] = self._features(prepared[i].tx)
+        )
+        computed = self._features([prepared[i].tx for i in in_time_order])
+        for i, f in zip(in_time_order, computed, strict=True):
+            features[i] = f
 
         probabilities: list[float | None] = [None] * len(prepared)
         reasons: list[list[dict[str, Any]]] = [[] for _ in prepared]
@@ -335,9 +337,9 @@ class Scorer:
         rule = self.rules.evaluate(tx_in.customer_id, tx_in.terminal_id, tx_in.tx_amount)
         return _Prepared(tx_in, tx, rule)
 
-    def _features(self, tx: Transaction) -> dict[str, float | int]:
+    def _features(self, txs: list[Transaction]) -> list[dict[str, float | int]]:
         try:
-            return self.store.features_for(tx)
+            return self.store.features_for_many(txs)
         except STORE_ERRORS as e:
             raise FeatureStoreUnavailable(
                 f"online feature store unavailable: {type(e).__name__}: {e}"
