@@ -30,7 +30,7 @@ from fraud_assets.modeling.registry import ModelRegistry
 from fraud_assets.modeling.training import TrainedModel, TrainingConfig, train_model
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.app import create_app, redis_client
-from fraud_assets.serving.model_source import ModelSource
+from fraud_assets.serving.model_source import LoadedModel, ModelSource
 from fraud_assets.serving.online_features import (
     InMemoryFeatureStore,
     OnlineFeatureStore,
@@ -202,26 +202,30 @@ def test_score_one_and_batch_with_the_champion(source, registry, trained):
         sizes = [abs(reason["contribution"]) for reason in explained["reasons"]]
         assert sizes == sorted(sizes, reverse=True)
 
-        # Batch: one predict_proba call, results in request order (not time order).
-        model = source.current.model
-        calls = []
-        original = model.predict_proba
+        # Batch: one model call for all rows, results in request order (not time order).
+        loaded = source.current
+        calls: list[np.ndarray] = []
+        original = LoadedModel.probabilities
 
-        def counting(x, **options):  # noqa: ANN001, ANN003, ANN202
-            calls.append(len(x))
-            return original(x, **options)
+        def counting(self, x):  # noqa: ANN001, ANN202
+            calls.append(x)
+            return original(self, x)
 
-        model.predict_proba = counting
+        LoadedModel.probabilities = counting
         try:
             items = [
                 tx(300 + i, customer=50 + i, when=WHEN - dt.timedelta(minutes=i)) for i in range(5)
             ]
             r = client.post("/v1/score/batch", json={"transactions": items})
         finally:
-            del model.predict_proba
+            LoadedModel.probabilities = original
         assert r.status_code == 200, r.text
         batch = r.json()
-        assert calls == [5]
+        assert [len(x) for x in calls] == [5]
+        expected = loaded.model.predict_proba(calls[0])[:, 1]  # rows in request order
+        assert [res["fraud_probability"] for res in batch["results"]] == pytest.approx(
+            expected.tolist(), rel=1e-9
+        )
         assert [res["transaction_id"] for res in batch["results"]] == [300, 301, 302, 303, 304]
         assert batch["model_version"] == 1
         assert all(res["decided_by"] == "model" for res in batch["results"])

@@ -29,6 +29,10 @@ from fraud_assets.serving.fast_trees import ObliviousTrees
 
 log = logging.getLogger(__name__)
 
+# Up to this many rows (a request or a micro-batch of them) the numpy trees beat CatBoost's
+# per-call overhead; beyond, CatBoost's own multithreaded evaluation wins.
+TREES_MAX_ROWS = 256
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -41,8 +45,8 @@ class LoadedModel:
 
     def probabilities(self, x: np.ndarray) -> list[float]:
         """P(fraud) for the rows of x, in input column order `feature_names`."""
-        if len(x) == 1 and self.trees is not None and not np.isnan(x).any():
-            return [float(self.trees.proba(x)[0])]
+        if len(x) <= TREES_MAX_ROWS and self.trees is not None and not np.isnan(x).any():
+            return self.trees.proba(x).tolist()
         # One thread: for the few rows of a request, starting a thread pool costs more than it
         # saves; large batches get all cores.
         threads = 1 if len(x) < 64 else -1

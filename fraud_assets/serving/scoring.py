@@ -221,11 +221,14 @@ class Feedback(BaseModel):
         return value
 
 
-@dataclass(frozen=True)
-class _Prepared:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated transaction, ready for features and the model (see `Scorer.prepare`)."""
+
     raw: RawTransaction
     tx: Transaction  # pseudonymised
     rule: RuleDecision | None
+    received: float  # time.perf_counter() when it was validated: latency_ms counts from here
 
 
 def _validate(model: type[BaseModel], raw: Any, origin: dt.datetime, index: int | None) -> Any:
@@ -268,8 +271,37 @@ class Scorer:
     def score_many(
         self, raws: Sequence[Mapping[str, Any] | RawTransaction], explain: bool = False
     ) -> list[dict]:
-        started = time.perf_counter()
-        prepared = [self._prepare(raw, i) for i, raw in enumerate(raws)]
+        prepared = [self.prepare(raw, i) for i, raw in enumerate(raws)]
+        return self.score_prepared(prepared, explain=explain)
+
+    def prepare(
+        self, raw: Mapping[str, Any] | RawTransaction, index: int | None = None
+    ) -> Prepared:
+        """Validate, pseudonymise and apply the rules; records nothing yet.
+
+        Raises InvalidTransaction (with `index`, the item's place in a batch, if given).
+        """
+        received = time.perf_counter()
+        tx_in: RawTransaction = _validate(RawTransaction, raw, self.origin, index)
+        seconds = tx_in.tx_time_seconds
+        if seconds is None:
+            seconds = seconds_since(tx_in.tx_datetime, self.origin)
+        tx = Transaction(
+            transaction_id=tx_in.transaction_id,
+            tx_datetime=tx_in.tx_datetime,
+            customer_id=self.pseudonymizer.one("customer", tx_in.customer_id),
+            terminal_id=self.pseudonymizer.one("terminal", tx_in.terminal_id),
+            tx_amount=tx_in.tx_amount,
+            tx_time_seconds=seconds,
+        )
+        rule = self.rules.evaluate(tx_in.customer_id, tx_in.terminal_id, tx_in.tx_amount)
+        return Prepared(tx_in, tx, rule, received)
+
+    def score_prepared(self, prepared: Sequence[Prepared], explain: bool = False) -> list[dict]:
+        """Features (recorded in the online store) and one model call for all of `prepared`.
+
+        Results come in the order given; each item's `latency_ms` runs from its `received`.
+        """
         if not prepared:
             return []
         loaded = self.model_source.current  # read once: the whole batch uses one version
@@ -294,7 +326,7 @@ class Scorer:
             probabilities = loaded.probabilities(x)
             if explain:
                 reasons = _top_reasons(loaded, x)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        finished = time.perf_counter()
 
         out = []
         for i, p in enumerate(prepared):
@@ -312,7 +344,7 @@ class Scorer:
                 "threshold": loaded.threshold if loaded else None,
                 "model_version": loaded.version if loaded else None,
                 "decided_by": decided_by,
-                "latency_ms": latency_ms,
+                "latency_ms": (finished - p.received) * 1000.0,
             }
             if p.rule is not None:
                 result["rule_reason"] = p.rule.reason
@@ -320,22 +352,6 @@ class Scorer:
                 result["reasons"] = reasons[i]
             out.append(result)
         return out
-
-    def _prepare(self, raw: Any, index: int) -> _Prepared:
-        tx_in: RawTransaction = _validate(RawTransaction, raw, self.origin, index)
-        seconds = tx_in.tx_time_seconds
-        if seconds is None:
-            seconds = seconds_since(tx_in.tx_datetime, self.origin)
-        tx = Transaction(
-            transaction_id=tx_in.transaction_id,
-            tx_datetime=tx_in.tx_datetime,
-            customer_id=self.pseudonymizer.one("customer", tx_in.customer_id),
-            terminal_id=self.pseudonymizer.one("terminal", tx_in.terminal_id),
-            tx_amount=tx_in.tx_amount,
-            tx_time_seconds=seconds,
-        )
-        rule = self.rules.evaluate(tx_in.customer_id, tx_in.terminal_id, tx_in.tx_amount)
-        return _Prepared(tx_in, tx, rule)
 
     def _features(self, txs: list[Transaction]) -> list[dict[str, float | int]]:
         try:

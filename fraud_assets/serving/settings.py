@@ -21,6 +21,10 @@ FRAUD_RULE_BLOCKED_CUSTOMERS  raw customer ids always blocked: "1,2,3" or a JSON
 FRAUD_RULE_BLOCKED_TERMINALS  raw terminal ids always blocked
 FRAUD_RULE_MAX_AMOUNT         hard amount limit: a larger amount is blocked (unset: none)
 FRAUD_TLS_CERTFILE / FRAUD_TLS_KEYFILE   serve HTTPS with this certificate and key
+FRAUD_OPENTELEMETRY         true: FastAPI's own OpenTelemetry spans, metrics and logs go to the
+                            globally configured OpenTelemetry providers (default false: the
+                            service reports through /metrics only, and skips FastAPI's per-request
+                            check for a configured provider)
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class ServiceSettings(BaseSettings):
 
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+
+    opentelemetry: bool = False
 
     @field_validator("rule_blocked_customers", "rule_blocked_terminals", mode="before")
     @classmethod
