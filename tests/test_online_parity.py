@@ -296,6 +296,21 @@ def test_an_earlier_transaction_arriving_late_is_counted_by_time(
     assert late["customer_nb_tx_7d"] == 2  # #1 and itself, not the later #2
 
 
+def test_a_batch_after_redis_lost_its_scripts_loads_them_again(
+    make_store: Callable[..., OnlineFeatureStore], redis_client: object
+) -> None:
+    """A restarted Redis has no scripts; the next pipelined batch must still be scored once."""
+    store, reference = make_store(), InMemoryFeatureStore()
+    first = [tx(1, DAY, amount=10.0), tx(2, DAY + 60, amount=20.0)]
+    assert store.features_for_many(first) == reference.features_for_many(first)
+    if isinstance(store, RedisFeatureStore):
+        redis_client.script_flush()  # what a restart does to the script cache
+    second = [tx(3, DAY + 120, amount=30.0), tx(4, DAY + 180, amount=40.0)]
+    got = store.features_for_many(second)
+    assert got == reference.features_for_many(second)
+    assert got[-1]["customer_nb_tx_1d"] == 4  # each transaction recorded exactly once
+
+
 def test_retried_transaction_is_not_counted_twice(store: OnlineFeatureStore) -> None:
     first = store.features_for(tx(1, DAY, amount=10.0))
     again = store.features_for(tx(1, DAY, amount=10.0))

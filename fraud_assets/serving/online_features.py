@@ -427,11 +427,33 @@ class RedisFeatureStore(OnlineFeatureStore):
         the order given, each still atomic, exactly as if they were sent one by one."""
         if len(txs) <= 1:
             return super().features_for_many(txs)
-        pipe = self.redis.pipeline(transaction=False)
-        for tx in txs:
-            self._score(**self._script_call(tx, _Bounds.at(tx.tx_time_seconds)), client=pipe)
-        replies = pipe.execute()
+        calls = [self._script_call(tx, _Bounds.at(tx.tx_time_seconds)) for tx in txs]
+        replies = self._run_pipelined(calls)
         return [_assemble(tx, self._windows(r)) for tx, r in zip(txs, replies, strict=True)]
+
+    def _run_pipelined(self, calls: list[dict[str, list]]) -> list[Any]:
+        """EVALSHA each call in one pipeline.
+
+        Not redis-py's pipelined `Script`: it asks SCRIPT EXISTS first, a second round trip on
+        every batch. Here a missing script (Redis restarted or its script cache flushed) is
+        loaded and the pipeline sent again; the scripts that did run before are idempotent.
+        """
+        from redis.exceptions import NoScriptError
+
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for call in calls:
+                keys = call["keys"]
+                pipe.evalsha(self._score.sha, len(keys), *keys, *call["args"])
+            replies = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                self._score.sha = self.redis.script_load(_SCORE_LUA)
+                continue
+            break
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _script_call(self, tx: Transaction, bounds: _Bounds) -> dict[str, list]:
         t, tid = tx.tx_time_seconds, tx.transaction_id
