@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -499,6 +501,26 @@ def test_metrics_expose_the_counters(source):
     assert 'fraud_model_info{model="fraud-serving",threshold=' in text
     assert "fraud_feature_store_errors_total 0.0" in text
     assert "fraud_model_registry_unreachable 0.0" in text
+    # Single requests go through the micro-batcher: two groups of one (sequential requests).
+    assert "fraud_api_micro_batch_size_count 2.0" in text
+    assert "fraud_api_micro_batch_size_sum 2.0" in text
+
+    # The Grafana dashboard queries only series that the service exports.
+    dashboard = json.loads(
+        (Path(__file__).parents[1] / "deploy/grafana/fraud-scoring-dashboard.json").read_text()
+    )
+    queried = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\bfraud_[a-z0-9_]+", target["expr"])
+    }
+    exported = {
+        re.sub(r"_(bucket|sum|count|total|created)$", "", line.split()[2])
+        for line in text.splitlines()
+        if line.startswith("# TYPE ")
+    }
+    assert queried and queried <= exported, queried - exported
 
 
 def test_feature_store_down_is_503_and_counted(source):
