@@ -2,9 +2,7 @@
 
 A batch of N rows is built once from simulator days concatenated into one file (like the bank's
 monthly export) and cached under benchmarks/out/. Each measurement runs in its own process so
-peak RSS is its own, and measures `clean_and_features_into_lake`, what `fraud features` runs on
-a raw file: "clean s" is parsing and cleaning up to the clean table in memory, "features s" the
-rest (clean Parquet written while the features are computed, then the feature Parquet).
+peak RSS is its own.
 
     .venv/bin/python benchmarks/bench_features.py --sizes reference 10M 47M --engines polars spark
 """
@@ -63,7 +61,7 @@ def measure(size: str, engine: str) -> dict:
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_and_features_into_lake
+    from fraud_assets.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.privacy import Pseudonymizer
 
     source = build_batch(size)
@@ -83,15 +81,12 @@ def measure(size: str, engine: str) -> dict:
     try:
         lake = Lake(*filesystem_for(lake_dir))
         config = CleaningConfig(origin_date=dt.date(2018, 4, 1))
-        marks: list[float] = []
         started = time.perf_counter()
-        # As `fraud features` does: the clean table is featurised from memory while written.
-        result, features = clean_and_features_into_lake(
-            lake, str(source), BATCH_ID, Pseudonymizer(b"bench"), config, engine, spark,
-            on_cleaned=lambda _: marks.append(time.perf_counter()),
-        )  # fmt: skip
+        result = clean_into_lake(lake, str(source), BATCH_ID, Pseudonymizer(b"bench"), config)
+        cleaned = time.perf_counter()
+        # As `fraud features` does: the clean table just written is featurised from memory.
+        features = features_into_lake(lake, BATCH_ID, engine, spark, batch_clean=result.clean)
         done = time.perf_counter()
-        cleaned = marks[0]
     finally:
         shutil.rmtree(lake_dir, ignore_errors=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

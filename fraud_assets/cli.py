@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from fsspec import AbstractFileSystem
@@ -288,17 +288,11 @@ def _clean_one(
     pseudonymizer: object,
     max_terminal_id: int,
     origin_date: dt.datetime | None,
-    features_engine: str | None = None,
-    spark: object | None = None,
-) -> tuple[object, object | None] | None:
-    """Clean one batch into the lake and print its conservation line; None if it is unreadable.
-
-    With `features_engine`, its features are computed too (`clean_and_features_into_lake`):
-    returns (clean result, features); MissingHistoryError propagates after the line is printed.
-    """
+) -> object | None:
+    """Clean one batch into the lake and print its conservation line; None if it is unreadable."""
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.ingestion import RawBatchError
-    from fraud_assets.pipeline import clean_and_features_into_lake, clean_into_lake
+    from fraud_assets.pipeline import clean_into_lake
 
     marker_path = Path(path).with_suffix(MARKER_SUFFIX)
     marker = BatchMarker.from_json(marker_path.read_bytes()) if marker_path.exists() else None
@@ -306,27 +300,18 @@ def _clean_one(
     if origin is None and marker is not None:
         origin = dt.date.fromisoformat(marker.origin_date)
     config = CleaningConfig(max_terminal_id=max_terminal_id, origin_date=origin)
-
-    def report(r: Any) -> None:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
-        console.print(
-            f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
-            f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
-            f"{r.duplicates:,} duplicates"
-        )
-
     try:
-        if features_engine is None:
-            result = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
-            report(result)
-            return result, None
-        return clean_and_features_into_lake(
-            lake, path, batch_id, pseudonymizer, config, features_engine, spark,
-            name=path, on_cleaned=report,
-        )  # fmt: skip
+        r = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
     except RawBatchError as e:
         console.print(f"[red]{e}")
         return None
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
+    console.print(
+        f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
+        f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
+        f"{r.duplicates:,} duplicates"
+    )
+    return r
 
 
 class Engine(StrEnum):
@@ -386,6 +371,7 @@ def features(
     (each batch uses up to 37 days of earlier history from the same output folder).
     Load the result with: pl.read_parquet("OUT/features/**/*.parquet")."""
     from fraud_assets.lake import MissingHistoryError
+    from fraud_assets.pipeline import features_into_lake
     from fraud_assets.privacy import Pseudonymizer
 
     engine = Engine(engine).value
@@ -407,16 +393,15 @@ def features(
     with progress_bar() as progress:
         task = progress.add_task(f"clean + features ({engine})", total=len(batches), detail="")
         for batch_id, path in batches:
-            try:  # featurised from the clean table still in memory, history from the lake
-                done = _clean_one(
-                    lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date,
-                    engine, spark,
-                )  # fmt: skip
-            except MissingHistoryError as e:  # cleaned, but no features yet
-                console.print(f"[yellow]{e}")
+            cleaned = _clean_one(lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date)
+            if cleaned is None:
+                failed += 1
             else:
-                failed += done is None
-                rows += done[1].height if done is not None else 0
+                try:  # featurised from the clean table still in memory, history from the lake
+                    features = features_into_lake(lake, batch_id, engine, spark, cleaned.clean)
+                    rows += features.height
+                except MissingHistoryError as e:
+                    console.print(f"[yellow]{e}")
             progress.update(task, advance=1, detail=batch_id)
     if failed:
         console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO
 
 import polars as pl
 
 from fraud_assets.cleaning import CleaningConfig, CleanResult, clean_batch
-from fraud_assets.features.polars_engine import (
-    WARM_COMPILED_MIN_ROWS,
-    compute_features,
-    warm_up_compiled,
-)
+from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import CALENDAR_FEATURES, FEATURE_COLUMNS, LOOKBACK_DAYS
 from fraud_assets.lake import (
     CLEAN,
@@ -28,8 +21,6 @@ from fraud_assets.lake import (
 )
 from fraud_assets.privacy import Pseudonymizer
 
-RAW_BYTES_PER_ROW = 59  # the simulator's raw lines average 58.8 bytes
-
 
 def clean_into_lake(
     lake: Lake,
@@ -39,87 +30,24 @@ def clean_into_lake(
     config: CleaningConfig,
     name: str | None = None,
 ) -> CleanResult:
-    result = _clean(source, batch_id, pseudonymizer, config, name)
-    _write_clean(lake, batch_id, result)
-    return result
-
-
-def clean_and_features_into_lake(
-    lake: Lake,
-    source: str | Path | IO[bytes] | bytes,
-    batch_id: str,
-    pseudonymizer: Pseudonymizer,
-    config: CleaningConfig,
-    engine: str = "polars",
-    spark: object | None = None,
-    name: str | None = None,
-    on_cleaned: Callable[[CleanResult], None] | None = None,
-) -> tuple[CleanResult, pl.DataFrame]:
-    """Both steps for one batch, as `fraud features` runs them on raw files.
-
-    The same files as `clean_into_lake` then `features_into_lake`, sooner: the clean table's
-    Parquet is written while the features are computed from it in memory (the two share the
-    cores), and a large batch has the compiled window kernels loaded while it is being parsed.
-    The features are written only once the clean table is; if computing them fails (missing
-    history), the clean table is still written, as with the two steps apart. `on_cleaned` is
-    called with the clean result as soon as there is one (e.g. to report it).
-    """
-    if engine == "polars" and _estimated_rows(source) >= WARM_COMPILED_MIN_ROWS:
-        warm_up_compiled()
-    result = _clean(source, batch_id, pseudonymizer, config, name)
-    if on_cleaned is not None:
-        on_cleaned(result)
-    with ThreadPoolExecutor(1, thread_name_prefix="clean-writer") as pool:
-        written = pool.submit(_write_clean, lake, batch_id, result)
-        try:
-            features = features_for_batch(
-                lake, batch_id, engine, spark, result.clean, coverage=_coverage(batch_id, result)
-            )
-        except BaseException:
-            wait([written])
-            raise
-        written.result()
-    lake.write_by_date(FEATURES, batch_id, features)
-    return result, features
-
-
-def _clean(
-    source: str | Path | IO[bytes] | bytes,
-    batch_id: str,
-    pseudonymizer: Pseudonymizer,
-    config: CleaningConfig,
-    name: str | None,
-) -> CleanResult:
     result = clean_batch(source, batch_id, pseudonymizer, config, name=name)
     if not result.conserved:  # a bug, never bad data: every line has exactly one destination
         raise AssertionError(f"{batch_id}: rows not conserved")
-    return result
-
-
-def _write_clean(lake: Lake, batch_id: str, result: CleanResult) -> None:
     lake.write_by_date(CLEAN, batch_id, result.clean)
     lake.write_quarantine(batch_id, result.quarantine)
-    lake.write_coverage(_coverage(batch_id, result))  # last: it announces the batch as clean
-
-
-def _coverage(batch_id: str, result: CleanResult) -> BatchCoverage:
     dates = result.clean["tx_datetime"].dt.date()
     first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
     last = dates.max() if result.clean.height else first
-    origin = result.origin.isoformat()
-    return BatchCoverage(batch_id, first.isoformat(), last.isoformat(), result.clean.height, origin)
-
-
-def _estimated_rows(source: str | Path | IO[bytes] | bytes) -> int:
-    """Rows of a raw batch judged by its size (~59 bytes a line); 0 when it cannot be told."""
-    if isinstance(source, bytes):
-        return len(source) // RAW_BYTES_PER_ROW
-    if isinstance(source, str | Path):
-        try:
-            return os.path.getsize(source) // RAW_BYTES_PER_ROW
-        except OSError:  # a URL, or not there (cleaning will say so)
-            return 0
-    return 0
+    lake.write_coverage(
+        BatchCoverage(
+            batch_id,
+            first.isoformat(),
+            last.isoformat(),
+            result.clean.height,
+            result.origin.isoformat(),
+        )
+    )
+    return result
 
 
 def features_for_batch(
@@ -128,17 +56,13 @@ def features_for_batch(
     engine: str = "polars",
     spark: object | None = None,
     batch_clean: pl.DataFrame | None = None,
-    coverage: BatchCoverage | None = None,
 ) -> pl.DataFrame:
     """Features of one batch's transactions, computed over the batch plus its look-back history.
 
     `batch_clean` is the batch's clean table when the caller has just made it: it is used instead
-    of reading the same rows back from the lake; `coverage` is its coverage, when the caller
-    has not written it yet.
+    of reading the same rows back from the lake.
     """
     known = lake.coverage()
-    if coverage is not None:
-        known[batch_id] = coverage
     if batch_id not in known:
         raise MissingHistoryError(f"Batch {batch_id} has no clean data yet: clean it first.")
     batch = known[batch_id]
@@ -150,8 +74,6 @@ def features_for_batch(
             f"{', '.join(d.isoformat() for d in missing)}. "
             "Ingest the batches covering them first; this batch will then succeed."
         )
-    if engine == "polars" and batch.rows >= WARM_COMPILED_MIN_ROWS:
-        warm_up_compiled()  # while the history is read
     first = dt.date.fromisoformat(batch.first_date) - dt.timedelta(days=LOOKBACK_DAYS)
     last = dt.date.fromisoformat(batch.last_date)
     if batch_clean is None:

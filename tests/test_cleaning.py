@@ -7,6 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fraud_assets.cleaning import CleaningConfig, clean_batch
 from fraud_assets.defects import QUARANTINED
@@ -174,3 +176,36 @@ def test_rerunning_a_batch_gives_identical_files(dirty, tmp_path):
     first = run()
     assert any("tx_date=" in name for name in first)
     assert run() == first
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    minutes=st.lists(st.integers(0, 5 * 24 * 60), min_size=1, max_size=60),
+    in_time_order=st.booleans(),
+)
+def test_a_table_is_written_one_file_per_date_with_every_row_in_its_order(
+    minutes, in_time_order, tmp_path_factory
+):
+    """Time-ordered tables are cut into slices, others partitioned: the files must not differ."""
+    if in_time_order:
+        minutes = sorted(minutes)
+    frame = pl.DataFrame(
+        {
+            "transaction_id": range(len(minutes)),
+            "tx_datetime": [dt.datetime(2024, 3, 1) + dt.timedelta(minutes=m) for m in minutes],
+        }
+    )
+    root = tmp_path_factory.mktemp("lake")
+    lake = Lake(*filesystem_for(str(root)))
+    lake.write_by_date("clean", "b1", frame)
+
+    written = {
+        p.parent.name: pl.read_parquet(p) for p in sorted((root / "clean").rglob("b1.parquet"))
+    }
+    dates = frame["tx_datetime"].dt.date()
+    assert sorted(written) == sorted(f"tx_date={d}" for d in dates.unique())
+    for name, part in written.items():
+        day = dt.date.fromisoformat(name.removeprefix("tx_date="))
+        assert part.equals(frame.filter(dates == day)), name  # same rows, same order

@@ -11,20 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets import pipeline
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, WINDOWS_DAYS
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.inprocess import tick_sensor
-from fraud_assets.lake import Lake, MissingHistoryError
-from fraud_assets.pipeline import (
-    clean_and_features_into_lake,
-    clean_into_lake,
-    features_for_batch,
-    features_into_lake,
-)
+from fraud_assets.lake import Lake
+from fraud_assets.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.schemas import TransactionFeatures
 from tests.conftest import HAND_ORIGIN, hand_rows, platform_resources, write_days
@@ -233,61 +227,3 @@ def test_featurising_from_the_clean_table_in_memory_equals_reading_it_back(tmp_p
     assert from_memory.equals(from_lake)
     # History from the earlier batches is used either way: day 3 sees day 1-2 transactions.
     assert (from_memory["customer_nb_tx_7d"] > 1).any()
-
-
-def _lake_tables(root: Path) -> dict[str, pl.DataFrame]:
-    """Every Parquet file under a lake, by relative path (the layout must match too)."""
-    paths = sorted(root.rglob("*.parquet"))
-    return {str(path.relative_to(root)): pl.read_parquet(path) for path in paths}
-
-
-def test_cleaning_and_featurising_together_writes_what_the_two_steps_write(tmp_path, monkeypatch):
-    """`fraud features` overlaps the clean write with the features; the lake must not differ."""
-    import fraud_assets.features.polars_engine as engine
-
-    landing = tmp_path / "landing"
-    write_days(landing, days=3, dirty=0.01)
-    config = CleaningConfig(origin_date=dt.date(2024, 3, 1))
-    days = ("2024-03-01", "2024-03-02", "2024-03-03")
-    apart, together = tmp_path / "apart", tmp_path / "together"
-    lake = Lake(*filesystem_for(str(apart)))
-    for day in days:
-        clean_into_lake(lake, landing / f"{day}.txt", day, Pseudonymizer(b"k"), config)
-        features_into_lake(lake, day)
-    # Small batches would not warm the compiled kernels up: make them, so that path runs too.
-    monkeypatch.setattr(engine, "WARM_COMPILED_MIN_ROWS", 1)
-    monkeypatch.setattr(pipeline, "WARM_COMPILED_MIN_ROWS", 1)
-    lake = Lake(*filesystem_for(str(together)))
-    reported = []
-    for day in days:
-        result, features = clean_and_features_into_lake(
-            lake, landing / f"{day}.txt", day, Pseudonymizer(b"k"), config,
-            on_cleaned=reported.append,
-        )  # fmt: skip
-        assert features.height == result.clean.height
-    assert [r.batch_id for r in reported] == list(days)
-
-    expected, got = _lake_tables(apart), _lake_tables(together)
-    assert sorted(got) == sorted(expected)
-    assert any(name.startswith("quarantine/") for name in got)
-    for name, frame in expected.items():
-        assert got[name].equals(frame), name
-    assert (
-        Lake(*filesystem_for(str(together))).coverage()
-        == Lake(*filesystem_for(str(apart))).coverage()
-    )
-
-
-def test_together_a_batch_without_its_history_is_still_cleaned_but_not_featurised(tmp_path):
-    landing = tmp_path / "landing"
-    write_days(landing, days=2)
-    lake = Lake(*filesystem_for(str(tmp_path / "lake")))
-    config = CleaningConfig(origin_date=dt.date(2024, 3, 1))
-    with pytest.raises(MissingHistoryError, match="missing: 2024-03-01"):
-        clean_and_features_into_lake(
-            lake, landing / "2024-03-02.txt", "2024-03-02", Pseudonymizer(b"k"), config
-        )
-    assert "2024-03-02" in lake.coverage()
-    tables = _lake_tables(tmp_path / "lake")
-    assert any(name.startswith("clean/") for name in tables)
-    assert not any(name.startswith("features/") for name in tables)

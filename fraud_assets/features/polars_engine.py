@@ -8,8 +8,6 @@ for large frames, a compiled O(n) scan (`window_scan`); both give identical resu
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import polars as pl
 
@@ -21,33 +19,9 @@ from fraud_assets.features.spec import (
 )
 
 _WIDTHS = np.array([w * SECONDS_PER_DAY for w in WINDOWS_DAYS], dtype=np.int64)
-# The compiled scan costs 1.2-2.5 s once per process (importing numba, loading the kernels cached
-# on disk) and then saves 0.2-0.5 s per million rows: worth it from about this many rows ...
+# The compiled scan costs ~2.5 s once per process (importing numba, loading the kernels cached
+# on disk) and then saves ~0.5 s per million rows: worth it from about this many rows.
 COMPILED_MIN_ROWS = 5_000_000
-# ... or from this many when `warm_up_compiled` loaded it in the background, behind other work.
-WARM_COMPILED_MIN_ROWS = 500_000
-
-_warm_up: threading.Thread | None = None
-_warm_up_lock = threading.Lock()
-
-
-def warm_up_compiled() -> None:
-    """Import numba and load the compiled kernels in a background thread; once per process.
-
-    Call it before work that leaves a core free (parsing a batch, reading its history: Polars
-    releases the GIL), so the next `compute_features` finds the kernels ready.
-    """
-    global _warm_up
-    with _warm_up_lock:
-        if _warm_up is None:
-            _warm_up = threading.Thread(target=_load_kernels, name="numba-warm-up", daemon=True)
-            _warm_up.start()
-
-
-def _load_kernels() -> None:
-    from fraud_assets.features import window_scan
-
-    window_scan.warm()
 
 
 def compute_features(clean: pl.DataFrame, compiled: bool | None = None) -> pl.DataFrame:
@@ -56,8 +30,12 @@ def compute_features(clean: pl.DataFrame, compiled: bool | None = None) -> pl.Da
     `compiled`: use the numba scan (True) or the binary search (False); None picks by size.
     """
     if compiled is None:
-        warm = _warm_up is not None
-        compiled = clean.height >= (WARM_COMPILED_MIN_ROWS if warm else COMPILED_MIN_ROWS)
+        compiled = clean.height >= COMPILED_MIN_ROWS
+    if compiled:
+        from fraud_assets.features import window_scan as windows
+    else:
+        from fraud_assets.features import window_search as windows  # type: ignore[no-redef]
+
     frame = clean.sort(["tx_time_seconds", "transaction_id"])
     # The frame is already in (time, id) order, so a stable sort on the entity alone gives the
     # (entity, time, id) order: about four times faster than sorting on three keys. Both sorts
@@ -66,12 +44,6 @@ def compute_features(clean: pl.DataFrame, compiled: bool | None = None) -> pl.Da
         customer=pl.arg_sort_by("customer_id", maintain_order=True),
         terminal=pl.arg_sort_by("terminal_id", maintain_order=True),
     )
-    if compiled:
-        if _warm_up is not None:
-            _warm_up.join()  # after the sorts: they overlap the warm-up's last part
-        from fraud_assets.features import window_scan as windows
-    else:
-        from fraud_assets.features import window_search as windows  # type: ignore[no-redef]
     # Fixed dtypes: each kernel is compiled (and cached on disk) for one signature only.
     seconds = _array(frame, "tx_time_seconds", np.int64)
     by_customer = orders["customer"].to_numpy().astype(np.int64)

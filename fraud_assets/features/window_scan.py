@@ -91,11 +91,3 @@ def terminal_windows(
             counts[row, j] = count
             risks[row, j] = (cum_fraud[end] - cum_fraud[start]) / count if count > 0 else 0.0
     return counts, risks
-
-
-def warm() -> None:
-    """Load (or compile) both kernels for the one signature `polars_engine` calls them with."""
-    one = np.zeros(1, dtype=np.int64)
-    widths = np.ones(1, dtype=np.int64)
-    customer_windows(one, one, one, np.ones(1, dtype=np.float64), widths)
-    terminal_windows(one, one, one, one, 1, widths)
