@@ -7,7 +7,7 @@ DATA ?= $(CURDIR)/data
 
 .PHONY: install browser demo test ui lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard fraud_assets/*/*.pyx)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip uv
 	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'

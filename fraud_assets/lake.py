@@ -54,17 +54,25 @@ class Lake:
     # -- writing ------------------------------------------------------------------------------
 
     def write_by_date(self, table: str, batch_id: str, frame: pl.DataFrame) -> list[str]:
-        """Replace the batch's files of `table` with `frame`, one file per transaction date."""
-        for old in self.fs.glob(self.path(table, "tx_date=*", f"{batch_id}.parquet")):
-            self.fs.rm(old)
+        """Replace the batch's files of `table` with `frame`, one file per transaction date.
+
+        Files of dates the batch still has are overwritten in place, then files of dates it no
+        longer has are removed: a re-run creates no new files where it needs none.
+        """
+        old = self.fs.glob(self.path(table, "tx_date=*", f"{batch_id}.parquet"))
+        parts = _by_date(frame)
         jobs = {
             self.path(table, f"tx_date={day.isoformat()}", f"{batch_id}.parquet"): part
-            for day, part in _by_date(frame)
+            for day, part in parts
         }
         # A monthly batch spans ~30 dates: write them side by side (Polars releases the GIL;
         # with 2 cores, 4 threads still gain: each file also waits on the file system).
         with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
             list(pool.map(self._write_parquet, jobs.keys(), jobs.values()))
+        dates = {day for day, _ in parts}
+        for stale in old:
+            if _date_of(stale) not in dates:
+                self.fs.rm(stale)
         return list(jobs)
 
     def write_quarantine(self, batch_id: str, frame: pl.DataFrame) -> str:
@@ -118,7 +126,7 @@ class Lake:
         skip = f"{exclude_batch}.parquet"
         frames = []
         for path in sorted(self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))):
-            day = dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
+            day = _date_of(path)
             if first <= day <= last and not path.endswith("/" + skip):
                 with self.fs.open(path, "rb") as f:
                     frames.append(pl.read_parquet(f))
@@ -128,8 +136,7 @@ class Lake:
         """Transaction dates that have at least one file in `table`, oldest first."""
         self.fs.invalidate_cache(self.root)
         found = {
-            dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
-            for path in self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))
+            _date_of(path) for path in self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))
         }
         return sorted(found)
 
@@ -140,6 +147,10 @@ class Lake:
             with self.fs.open(path, "rb") as f:
                 frames.append(pl.read_parquet(f))
         return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def _date_of(path: str) -> dt.date:
+    return dt.date.fromisoformat(path.split("tx_date=", 1)[1][:10])
 
 
 def _by_date(frame: pl.DataFrame) -> list[tuple[dt.date, pl.DataFrame]]:

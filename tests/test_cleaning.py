@@ -151,6 +151,19 @@ def test_ids_are_pseudonymised_with_the_key_and_consistently():
     assert column.to_list() == [a, b, a]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(
+        st.one_of(st.integers(0, 2_000), st.integers(-(2**63), 2**63 - 1), st.none()), max_size=40
+    )
+)
+def test_a_column_is_pseudonymised_exactly_as_one_id_at_a_time(ids):
+    """The lookup table (ids in a narrow range) and the join (wide or null ids) agree with one()."""
+    column = KEY.column(pl.Series("terminal_id", ids, dtype=pl.Int64), "terminal")
+    assert column.name == "terminal_id"
+    assert column.to_list() == [None if i is None else KEY.one("terminal", i) for i in ids]
+
+
 def test_the_development_key_is_announced_loudly(monkeypatch):
     import fraud_assets.privacy as privacy
 
@@ -183,23 +196,39 @@ def test_rerunning_a_batch_gives_identical_files(dirty, tmp_path):
 )
 @given(
     minutes=st.lists(st.integers(0, 5 * 24 * 60), min_size=1, max_size=60),
+    earlier=st.lists(st.integers(0, 8 * 24 * 60), max_size=20),
     in_time_order=st.booleans(),
 )
 def test_a_table_is_written_one_file_per_date_with_every_row_in_its_order(
-    minutes, in_time_order, tmp_path_factory
+    minutes, earlier, in_time_order, tmp_path_factory
 ):
-    """Time-ordered tables are cut into slices, others partitioned: the files must not differ."""
+    """Time-ordered tables are cut into slices, others partitioned: the files must not differ.
+
+    A re-run replaces what an earlier run of the batch wrote, dates it no longer has included,
+    and leaves other batches alone.
+    """
     if in_time_order:
         minutes = sorted(minutes)
-    frame = pl.DataFrame(
-        {
-            "transaction_id": range(len(minutes)),
-            "tx_datetime": [dt.datetime(2024, 3, 1) + dt.timedelta(minutes=m) for m in minutes],
-        }
-    )
+
+    def frame_of(minutes: list[int]) -> pl.DataFrame:
+        start = dt.datetime(2024, 3, 1)
+        return pl.DataFrame(
+            {
+                "transaction_id": range(len(minutes)),
+                "tx_datetime": [start + dt.timedelta(minutes=m) for m in minutes],
+            },
+            schema={"transaction_id": pl.Int64, "tx_datetime": pl.Datetime("us")},
+        )
+
+    frame = frame_of(minutes)
     root = tmp_path_factory.mktemp("lake")
     lake = Lake(*filesystem_for(str(root)))
+    lake.write_by_date("clean", "b0", frame_of(earlier))
+    lake.write_by_date("clean", "b1", frame_of(earlier))
     lake.write_by_date("clean", "b1", frame)
+    if earlier:
+        kept = lake.read_batch("clean", "b0").sort("transaction_id")
+        assert kept.equals(frame_of(earlier))
 
     written = {
         p.parent.name: pl.read_parquet(p) for p in sorted((root / "clean").rglob("b1.parquet"))

@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import polars as pl
 
-from fraud_assets.defects import Defect
-from fraud_assets.ingestion import RawBatchError
+from fraud_assets.cleaning.parsing import parse_batch
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import COLUMNS, DATETIME_FORMAT, HEADER
 
 SECONDS_PER_DAY = 86_400
-INVALID_LABEL = "invalid_label"  # tx_fraud not 0/1 or scenario not 0-3: a label we cannot trust
 
 CLEAN_SCHEMA = {
     "transaction_id": pl.Int64,
@@ -79,27 +77,17 @@ def clean_batch(
     name: str | None = None,
 ) -> CleanResult:
     name = name or str(source if isinstance(source, str | Path) else batch_id)
-    lines = pl.scan_lines(source, row_index_name="line_no", row_index_offset=1)
-    header = lines.head(1).collect()
-    if header.height == 0 or header["line"][0].rstrip("\r") != HEADER:
-        found = header["line"][0] if header.height else "<empty file>"
-        raise RawBatchError(
-            f"{name} line 1: header does not match the raw batch format.\n"
-            f"  expected: {HEADER}\n  found:    {found[:200]}"
-        )
-    parsed = _parse(lines.filter(pl.col("line_no") > 1), config).collect(engine="streaming")
-    raw_rows = parsed.height
-
-    quarantine = parsed.filter(pl.col("reason").is_not_null()).select(
-        pl.lit(batch_id).alias("batch_id"),
-        pl.col("line_no").cast(pl.Int64),
-        "line",
-        "reason",
+    parsed = parse_batch(source, name, config.max_terminal_id)
+    raw_rows = parsed.raw_rows
+    quarantine = parsed.rejected.select(
+        pl.lit(batch_id).alias("batch_id"), "line_no", "line", "reason"
     )
-    valid = parsed.filter(pl.col("reason").is_null())
+    valid = parsed.valid
     del parsed  # a 47 M-row batch is GBs per copy: keep as few alive as possible
-    # Exact copies and re-sent ids: keep the first occurrence in file order.
-    unique = valid.filter(pl.col("transaction_id").is_first_distinct())
+    # Exact copies and re-sent ids: keep the first occurrence in file order. Ids that strictly
+    # increase (an export in id order) are distinct already: no hashing, no copy.
+    in_id_order = _strictly_increasing(valid["transaction_id"])
+    unique = valid if in_id_order else valid.filter(pl.col("transaction_id").is_first_distinct())
     duplicates = valid.height - unique.height
     del valid
     origin = config.origin_date or _infer_origin(unique)
@@ -110,7 +98,7 @@ def clean_batch(
         terminal_id=pseudonymizer.column(clean["terminal_id"], "terminal"),
         batch_id=pl.lit(batch_id),
     ).select(list(CLEAN_SCHEMA))
-    if not clean["transaction_id"].is_sorted():  # exports are usually in id order already
+    if not in_id_order and not clean["transaction_id"].is_sorted():
         clean = clean.sort("transaction_id")
     return CleanResult(
         batch_id=batch_id,
@@ -123,71 +111,9 @@ def clean_batch(
     )
 
 
-def _parse(lines: pl.LazyFrame, config: CleaningConfig) -> pl.LazyFrame:
-    line = pl.col("line").str.strip_chars_end("\r")
-    fields = [f"f{i}" for i in range(9)]
-    split = lines.with_columns(
-        commas=line.str.count_matches(",", literal=True),
-        parts=line.str.split_exact(",", 8).struct.rename_fields(fields),
-    ).unnest("parts")
-
-    stamp = pl.col("f1")
-    hour_24 = stamp.str.slice(11) == "24:00:00"
-    typed = split.with_columns(
-        transaction_id=pl.col("f0").cast(pl.Int64, strict=False),
-        hour_24=hour_24.fill_null(False),
-        tx_datetime=pl.when(hour_24)
-        .then(
-            stamp.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
-            + pl.duration(days=1)
-        )
-        .otherwise(stamp.str.to_datetime(DATETIME_FORMAT, time_unit="us", strict=False)),
-        customer_id=pl.col("f2").cast(pl.Int64, strict=False),
-        terminal_id=pl.col("f3").cast(pl.Int64, strict=False),
-        tx_amount=pl.col("f4").cast(pl.Float64, strict=False),
-        tx_time_seconds=pl.col("f5").cast(pl.Int64, strict=False),
-        tx_time_days=pl.col("f6").cast(pl.Int64, strict=False),
-        tx_fraud=pl.col("f7").cast(pl.Int8, strict=False),
-        tx_fraud_scenario=pl.col("f8").cast(pl.Int8, strict=False),
-    )
-    c = pl.col
-    required = ["transaction_id", "tx_datetime", "tx_time_seconds", "tx_time_days"]
-    reason = (
-        pl.when(c("commas") != 8)
-        .then(pl.lit(Defect.UNPARSEABLE.value))
-        .when(pl.any_horizontal(c(r).is_null() for r in required))
-        .then(pl.lit(Defect.UNPARSEABLE.value))
-        .when(~c("tx_fraud").is_in([0, 1]).fill_null(False))
-        .then(pl.lit(INVALID_LABEL))
-        .when(~c("tx_fraud_scenario").is_between(0, 3).fill_null(False))
-        .then(pl.lit(INVALID_LABEL))
-        .when(c("f2") == "")
-        .then(pl.lit(Defect.MISSING_CUSTOMER.value))
-        .when(c("customer_id").is_null() | (c("customer_id") < 0))
-        .then(pl.lit(Defect.BAD_CUSTOMER.value))
-        .when(c("f3") == "")
-        .then(pl.lit(Defect.EMPTY_TERMINAL.value))
-        .when(c("terminal_id").is_null())
-        .then(pl.lit(Defect.ERR_TERMINAL.value))
-        .when((c("terminal_id") < 0) | (c("terminal_id") > config.max_terminal_id))
-        .then(pl.lit(Defect.TERMINAL_OUT_OF_RANGE.value))
-        .when(c("f4") == "")
-        .then(pl.lit(Defect.MISSING_AMOUNT.value))
-        .when(c("tx_amount").is_null() | c("tx_amount").is_nan() | c("tx_amount").is_infinite())
-        .then(pl.lit(Defect.UNPARSEABLE.value))
-        .when(c("tx_amount") <= 0)
-        .then(pl.lit(Defect.NONPOSITIVE_AMOUNT.value))
-        .otherwise(None)
-        .alias("reason")
-    )
-    return typed.with_columns(reason).select(
-        "line_no",
-        "reason",
-        # The text is kept only where it is needed: quarantined rows keep their original line.
-        pl.when(pl.col("reason").is_not_null()).then(pl.col("line")).alias("line"),
-        "hour_24",
-        *COLUMNS,
-    )
+def _strictly_increasing(ids: pl.Series) -> bool:
+    values = ids.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _infer_origin(valid: pl.DataFrame) -> dt.date:
@@ -211,5 +137,5 @@ def _repair_time(valid: pl.DataFrame, origin: dt.date) -> tuple[pl.DataFrame, di
     ).row(0, named=True)
     fixed = repaired.with_columns(
         tx_time_seconds=pl.col("new_seconds"), tx_time_days=pl.col("new_days")
-    ).drop("new_seconds", "new_days", "hour_24", "line", "reason", "line_no")
+    ).drop("new_seconds", "new_days", "hour_24", "line_no")
     return fixed, {k: int(v or 0) for k, v in counts.items()}

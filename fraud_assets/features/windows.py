@@ -1,0 +1,66 @@
+"""Window counts, means and risks of `spec`, one entity (customer or terminal) at a time.
+
+Each entity's rows are put in (entity, time, id) order, where every window is a contiguous run
+ending at (or, for terminals, before) the row; the compiled scan (`_window_scan`) walks them once
+with one forward-moving start pointer per window and writes the results back in frame order.
+Both sides release the GIL, so `polars_engine` runs them in two threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from fraud_assets.features._window_scan import customer_windows as _customer_scan
+from fraud_assets.features._window_scan import terminal_windows as _terminal_scan
+from fraud_assets.features.spec import LABEL_DELAY_DAYS, SECONDS_PER_DAY, WINDOWS_DAYS
+
+_WIDTHS = np.array([w * SECONDS_PER_DAY for w in WINDOWS_DAYS], dtype=np.int64)
+
+
+def _sorted_by(frame: pl.DataFrame, entity: str, value: str, dtype: type) -> tuple[np.ndarray, ...]:
+    """(order, ids, seconds, values) in (entity, time, id) order; `order[i]` is the frame row.
+
+    The frame is in (time, id) order, so a stable sort on the entity alone gives (entity, time,
+    id): several times faster than sorting on three keys.
+    """
+    order = frame.select(pl.arg_sort_by(entity, maintain_order=True)).to_series().to_numpy()
+    order = order.astype(np.int64)
+    return (
+        order,
+        *(
+            frame[name].to_numpy().astype(kind, copy=False)[order]
+            for name, kind in ((entity, np.int64), ("tx_time_seconds", np.int64), (value, dtype))
+        ),
+    )
+
+
+def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """customer_nb_tx_{w}d and customer_avg_amount_{w}d over (t - w, t], this row included."""
+    order, ids, seconds, amount = _sorted_by(frame, "customer_id", "tx_amount", np.float64)
+    n = len(order)
+    counts = np.empty((len(_WIDTHS), n), dtype=np.int64)
+    means = np.empty((len(_WIDTHS), n), dtype=np.float64)
+    _customer_scan(order, ids, seconds, amount, _WIDTHS, counts, means, np.empty(n))
+    out = {}
+    for j, w in enumerate(WINDOWS_DAYS):
+        out[f"customer_nb_tx_{w}d"] = counts[j]
+        out[f"customer_avg_amount_{w}d"] = means[j]
+    return out
+
+
+def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    """terminal_nb_tx_{w}d and terminal_risk_{w}d over (t - d - w, t - d], d the label delay."""
+    order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", "tx_fraud", np.int64)
+    n = len(order)
+    counts = np.empty((len(_WIDTHS), n), dtype=np.int64)
+    risks = np.empty((len(_WIDTHS), n), dtype=np.float64)
+    delay = LABEL_DELAY_DAYS * SECONDS_PER_DAY
+    _terminal_scan(
+        order, ids, seconds, fraud, delay, _WIDTHS, counts, risks, np.empty(n + 1, dtype=np.int64)
+    )
+    out = {}
+    for j, w in enumerate(WINDOWS_DAYS):
+        out[f"terminal_nb_tx_{w}d"] = counts[j]
+        out[f"terminal_risk_{w}d"] = risks[j]
+    return out
