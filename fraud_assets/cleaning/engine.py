@@ -16,23 +16,12 @@ from typing import IO
 import numpy as np
 import polars as pl
 
-from fraud_assets.cleaning.parsing import parse_batch
+from fraud_assets.cleaning.parsing import ROW_SCHEMA, parse_batch
 from fraud_assets.privacy import Pseudonymizer
 
 SECONDS_PER_DAY = 86_400
 
-CLEAN_SCHEMA = {
-    "transaction_id": pl.Int64,
-    "tx_datetime": pl.Datetime("us"),
-    "customer_id": pl.Int64,
-    "terminal_id": pl.Int64,
-    "tx_amount": pl.Float64,
-    "tx_time_seconds": pl.Int64,
-    "tx_time_days": pl.Int64,
-    "tx_fraud": pl.Int8,
-    "tx_fraud_scenario": pl.Int8,
-    "batch_id": pl.String,
-}
+CLEAN_SCHEMA = {**ROW_SCHEMA, "batch_id": pl.String}
 QUARANTINE_SCHEMA = {
     "batch_id": pl.String,
     "line_no": pl.Int64,

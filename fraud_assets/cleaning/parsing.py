@@ -35,9 +35,8 @@ BLOCK_BYTES = 64 << 20  # parsed at a time; a block's pages are released after i
 GENERAL_PARSER_SHARE = 0.02
 GENERAL_PARSER_MIN_LINES = 100_000
 
-VALUE_SCHEMA = {
-    "line_no": pl.Int64,
-    "hour_24": pl.Boolean,
+# The typed columns of a raw row, in file order.
+ROW_SCHEMA = {
     "transaction_id": pl.Int64,
     "tx_datetime": pl.Datetime("us"),
     "customer_id": pl.Int64,
@@ -48,19 +47,10 @@ VALUE_SCHEMA = {
     "tx_fraud": pl.Int8,
     "tx_fraud_scenario": pl.Int8,
 }
+VALUE_SCHEMA = {"line_no": pl.Int64, "hour_24": pl.Boolean, **ROW_SCHEMA}
 # What the fast parser fills, in its argument order; tx_datetime holds seconds until the end.
-_FAST_ARRAYS = {
-    "line_no": np.int64,
-    "transaction_id": np.int64,
-    "tx_datetime": np.int64,
-    "customer_id": np.int64,
-    "terminal_id": np.int64,
-    "tx_amount": np.float64,
-    "tx_time_seconds": np.int64,
-    "tx_time_days": np.int64,
-    "tx_fraud": np.int8,
-    "tx_fraud_scenario": np.int8,
-}
+_NUMPY = {pl.Int64: np.int64, pl.Int8: np.int8, pl.Float64: np.float64, pl.Datetime("us"): np.int64}
+_FAST_ARRAYS = {"line_no": np.int64, **{name: _NUMPY[kind] for name, kind in ROW_SCHEMA.items()}}
 REJECTED_SCHEMA = {"line_no": pl.Int64, "line": pl.String, "reason": pl.String}
 
 
