@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
+from fraud_assets.features._window_scan import group_rows
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, WINDOWS_DAYS
 from fraud_assets.filesystems import filesystem_for
@@ -134,6 +136,39 @@ def test_every_window_feature_equals_the_spec_read_row_by_row(rows):  # noqa: AN
     for tx, row in expected.items():
         for name, value in row.items():
             assert got[tx][name] == pytest.approx(value, rel=1e-12), (tx, name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    distinct=st.integers(1, 6_000),
+    spread=st.sampled_from(["random", "consecutive", "strided"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_rows_are_grouped_by_entity_each_keeping_its_order(distinct, spread, seed):
+    """The grouping under the window scans: a stable grouping, whatever the ids (past 2,048 of
+    them its hash table grows)."""
+    rng = np.random.default_rng(seed)
+    keys = {
+        "random": rng.integers(-(2**63), 2**63 - 1, distinct, dtype=np.int64),
+        "consecutive": np.arange(distinct, dtype=np.int64) - distinct // 2,
+        "strided": np.arange(distinct, dtype=np.int64) << 40,  # same low bits: probing is tested
+    }[spread]
+    rows = np.concatenate([np.arange(distinct), rng.integers(0, distinct, 3 * distinct)])
+    entity = keys[rng.permutation(rows)]
+    seconds = np.arange(len(entity), dtype=np.int64) * 7
+    values = np.arange(len(entity), dtype=np.float64) / 2
+    out = tuple(np.empty(len(entity), dtype=t) for t in (np.int64, np.int64, np.int64, np.float64))
+    group_rows(entity, seconds, values, *out)
+    order, grouped_entity, grouped_seconds, grouped_values = out
+    assert sorted(order.tolist()) == list(range(len(entity)))
+    assert (grouped_entity == entity[order]).all() and (grouped_seconds == seconds[order]).all()
+    assert (grouped_values == values[order]).all()
+    seen: dict[int, int] = {}  # entity -> its last row so far
+    for i, (key, row) in enumerate(zip(grouped_entity.tolist(), order.tolist(), strict=True)):
+        if key in seen:
+            assert grouped_entity[i - 1] == key, "an entity's rows are not together"
+            assert row > seen[key], "an entity's rows are out of order"
+        seen[key] = row
 
 
 @pytest.fixture

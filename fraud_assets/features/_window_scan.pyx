@@ -1,13 +1,118 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled O(n) window scans over one entity's rows in (entity, time, id) order.
+"""Compiled O(n) window scans over one entity's rows, grouped by entity in (time, id) order.
 
-Every window's first row only moves forward as the scan does, so one pointer per window finds all
-starts in a single pass, with the arithmetic `spec` states. Results are written straight to frame
-order: `order[i]` is the frame row of sorted row i, and `out[j]` is window j's column. The GIL is
-released, so the customer and the terminal scan run side by side in two threads.
+`group_rows` groups the rows of a frame in (time, id) order by entity without a comparison
+sort: each entity gets a number from a hash table, and a counting sort by that number keeps each
+entity's rows in their order (the entities themselves come in order of first appearance, which is
+all the scans need). Every window's first row then only moves forward as a scan does, so one
+pointer per window finds all starts in a single pass, with the arithmetic `spec` states. Results
+are written straight to frame order: `order[i]` is the frame row of grouped row i, and `out[j]` is
+window j's column. The GIL is released throughout, so customers and terminals run side by side.
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+
+ctypedef fused value_t:
+    double
+    int64_t
+
+
+cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15  # multiplicative hashing: 2**64 / golden ratio
+
+
+cdef inline uint64_t _slot(int64_t key, int bits) noexcept nogil:
+    return (<uint64_t>key * _GOLDEN) >> (64 - bits)
+
+
+cdef bint _grow(int64_t** keys, int64_t** codes, int* bits) noexcept nogil:
+    """Double the hash table, keeping every key's code; False when out of memory."""
+    cdef int new_bits = bits[0] + 1
+    cdef uint64_t size = (<uint64_t>1) << new_bits, mask = size - 1, h, slot
+    cdef int64_t* new_keys = <int64_t*>malloc(size * sizeof(int64_t))
+    cdef int64_t* new_codes = <int64_t*>malloc(size * sizeof(int64_t))
+    if new_keys == NULL or new_codes == NULL:
+        free(new_keys)
+        free(new_codes)
+        return False
+    for slot in range(size):
+        new_codes[slot] = -1
+    for slot in range((<uint64_t>1) << bits[0]):
+        if codes[0][slot] >= 0:
+            h = _slot(keys[0][slot], new_bits)
+            while new_codes[h] >= 0:
+                h = (h + 1) & mask
+            new_keys[h] = keys[0][slot]
+            new_codes[h] = codes[0][slot]
+    free(keys[0])
+    free(codes[0])
+    keys[0], codes[0], bits[0] = new_keys, new_codes, new_bits
+    return True
+
+
+def group_rows(
+    const int64_t[::1] entity,
+    const int64_t[::1] seconds,
+    const value_t[::1] values,
+    int64_t[::1] order,
+    int64_t[::1] grouped_entity,
+    int64_t[::1] grouped_seconds,
+    value_t[::1] grouped_values,
+):
+    """Rows grouped by entity, each entity's rows in frame order: their frame rows and values."""
+    cdef Py_ssize_t n = entity.shape[0], i
+    cdef int64_t groups = 0, code, slot
+    cdef int bits = 12
+    cdef uint64_t h, mask
+    cdef bint ok = True
+    cdef int64_t* row_code = <int64_t*>malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* keys = <int64_t*>malloc(((<uint64_t>1) << bits) * sizeof(int64_t))
+    cdef int64_t* codes = <int64_t*>malloc(((<uint64_t>1) << bits) * sizeof(int64_t))
+    cdef int64_t* starts = NULL
+    try:
+        if row_code == NULL or keys == NULL or codes == NULL:
+            raise MemoryError()
+        with nogil:
+            for h in range((<uint64_t>1) << bits):
+                codes[h] = -1
+            for i in range(n):
+                # Open addressing with linear probing; the table doubles when half full.
+                mask = ((<uint64_t>1) << bits) - 1
+                h = _slot(entity[i], bits)
+                while codes[h] >= 0 and keys[h] != entity[i]:
+                    h = (h + 1) & mask
+                code = codes[h]
+                if code < 0:
+                    code = groups
+                    keys[h], codes[h] = entity[i], code
+                    groups += 1
+                    if 2 * groups > ((<int64_t>1) << bits) and not _grow(&keys, &codes, &bits):
+                        ok = False
+                        break
+                row_code[i] = code
+        if not ok:
+            raise MemoryError()
+        starts = <int64_t*>calloc(groups + 1, sizeof(int64_t))
+        if starts == NULL:
+            raise MemoryError()
+        with nogil:
+            # Counting sort by entity number: stable, so each entity keeps its rows' order.
+            for i in range(n):
+                starts[row_code[i] + 1] += 1
+            for code in range(groups):
+                starts[code + 1] += starts[code]
+            for i in range(n):
+                slot = starts[row_code[i]]
+                starts[row_code[i]] = slot + 1
+                order[slot] = i
+                grouped_entity[slot] = entity[i]
+                grouped_seconds[slot] = seconds[i]
+                grouped_values[slot] = values[i]
+    finally:
+        free(row_code)
+        free(keys)
+        free(codes)
+        free(starts)
 
 
 def customer_windows(
