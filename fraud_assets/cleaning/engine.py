@@ -1,4 +1,4 @@
-"""Clean one raw batch with Polars: repair what can be repaired, quarantine the rest, lose nothing.
+"""Clean one raw batch: repair what can be repaired, quarantine the rest, lose nothing.
 
 Every data line ends in exactly one place: the clean table, the quarantine (with its line number,
 text and reason) or the count of dropped duplicates, so raw = clean + quarantined + duplicates.

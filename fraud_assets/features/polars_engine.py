@@ -1,7 +1,8 @@
-"""The feature definitions of `spec` computed in process with Polars and numpy.
+"""The feature definitions of `spec` computed in process: Polars for the frame, a compiled scan
+for the windows.
 
-Each entity's transactions are sorted by (time, id); every window is then a contiguous run of
-rows, and counts and sums are differences of running sums: the same arithmetic the Spark engine
+Each entity's transactions are taken in (time, id) order; every window is then a contiguous run
+of them, and counts and sums are differences of running sums: the same arithmetic the Spark engine
 expresses with window frames (`windows`).
 """
 
