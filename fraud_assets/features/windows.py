@@ -45,29 +45,30 @@ def _sorted_by(frame: pl.DataFrame, entity: str, value: str, dtype: type) -> tup
 def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     """customer_nb_tx_{w}d and customer_avg_amount_{w}d over (t - w, t], this row included."""
     order, ids, seconds, amount = _sorted_by(frame, "customer_id", "tx_amount", np.float64)
-    n = len(order)
-    counts = np.empty((len(_WIDTHS), n), dtype=np.int64)
-    means = np.empty((len(_WIDTHS), n), dtype=np.float64)
-    _customer_scan(order, ids, seconds, amount, _WIDTHS, counts, means, np.empty(n))
-    out = {}
-    for j, w in enumerate(WINDOWS_DAYS):
-        out[f"customer_nb_tx_{w}d"] = counts[j]
-        out[f"customer_avg_amount_{w}d"] = means[j]
-    return out
+    counts, means = _outputs(len(order))
+    _customer_scan(order, ids, seconds, amount, _WIDTHS, counts, means, np.empty(len(order)))
+    return _named(counts, "customer_nb_tx_{}d", means, "customer_avg_amount_{}d")
 
 
 def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     """terminal_nb_tx_{w}d and terminal_risk_{w}d over (t - d - w, t - d], d the label delay."""
     order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", "tx_fraud", np.int64)
-    n = len(order)
-    counts = np.empty((len(_WIDTHS), n), dtype=np.int64)
-    risks = np.empty((len(_WIDTHS), n), dtype=np.float64)
+    counts, risks = _outputs(len(order))
+    scratch = np.empty(len(order) + 1, dtype=np.int64)
     delay = LABEL_DELAY_DAYS * SECONDS_PER_DAY
-    _terminal_scan(
-        order, ids, seconds, fraud, delay, _WIDTHS, counts, risks, np.empty(n + 1, dtype=np.int64)
-    )
+    _terminal_scan(order, ids, seconds, fraud, delay, _WIDTHS, counts, risks, scratch)
+    return _named(counts, "terminal_nb_tx_{}d", risks, "terminal_risk_{}d")
+
+
+def _outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and values, one row per window: each window's column is contiguous."""
+    shape = (len(_WIDTHS), rows)
+    return np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.float64)
+
+
+def _named(counts: np.ndarray, count: str, values: np.ndarray, value: str) -> dict:
     out = {}
     for j, w in enumerate(WINDOWS_DAYS):
-        out[f"terminal_nb_tx_{w}d"] = counts[j]
-        out[f"terminal_risk_{w}d"] = risks[j]
+        out[count.format(w)] = counts[j]
+        out[value.format(w)] = values[j]
     return out
