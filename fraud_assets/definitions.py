@@ -4,12 +4,9 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from fraud_assets.defs.clean import clean_transactions
-from fraud_assets.defs.drift import drift_report_asset
-from fraud_assets.defs.features import transaction_features
+from fraud_assets.defs.ingest import ingest_batches
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.models import challenger_model, champion_review, train_and_review_job
-from fraud_assets.defs.raw import raw_transactions
 from resources.environments import build_resources
 from sensors.landing import landing_sensor
 from sensors.retraining import retraining_sensor
@@ -18,14 +15,7 @@ from sensors.retraining import retraining_sensor
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:
     """Tests and tools pass their own resources; the code location uses the environment's."""
     return dg.Definitions(
-        assets=[
-            raw_transactions,
-            clean_transactions,
-            transaction_features,
-            drift_report_asset,
-            challenger_model,
-            champion_review,
-        ],
+        assets=[ingest_batches, challenger_model, champion_review],
         jobs=[ingest_batch_job, train_and_review_job],
         sensors=[landing_sensor, retraining_sensor],
         resources=dict(resources) if resources is not None else build_resources(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -38,6 +39,7 @@ class BatchCoverage:
     last_date: str
     rows: int
     origin: str
+    content: str = ""  # digest of the batch's clean rows: changes exactly when they change
 
     def dates(self) -> list[dt.date]:
         first, last = dt.date.fromisoformat(self.first_date), dt.date.fromisoformat(self.last_date)
@@ -119,15 +121,20 @@ class Lake:
         return found
 
     def read_by_date(
-        self, table: str, first: dt.date, last: dt.date, exclude_batch: str | None = None
+        self,
+        table: str,
+        first: dt.date,
+        last: dt.date,
+        exclude_batch: str | None = None,
+        exclude_batches: Collection[str] = (),
     ) -> pl.DataFrame:
-        """All batches' rows dated first..last; `exclude_batch` skips one the caller holds."""
+        """All batches' rows dated first..last; `exclude_batch(es)` skip those the caller holds."""
         self.fs.invalidate_cache(self.root)
-        skip = f"{exclude_batch}.parquet"
+        skip = {f"{b}.parquet" for b in (*exclude_batches, exclude_batch) if b is not None}
         frames = []
         for path in sorted(self.fs.glob(self.path(table, "tx_date=*", "*.parquet"))):
             day = _date_of(path)
-            if first <= day <= last and not path.endswith("/" + skip):
+            if first <= day <= last and path.rsplit("/", 1)[-1] not in skip:
                 with self.fs.open(path, "rb") as f:
                     frames.append(pl.read_parquet(f))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()

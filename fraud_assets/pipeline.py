@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,17 @@ from fraud_assets.lake import (
     missing_history,
 )
 from fraud_assets.privacy import Pseudonymizer
+
+
+def content_digest(frame: pl.DataFrame) -> str:
+    """A digest of a table's rows and schema: equal tables, equal digests.
+
+    Re-cleaning a batch into the same rows keeps its digest, so the batches whose features read
+    it are not refreshed for nothing; any change of a row changes it.
+    """
+    digest = hashlib.sha256(repr(frame.schema).encode())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:24]
 
 
 def clean_into_lake(
@@ -45,6 +57,7 @@ def clean_into_lake(
             last.isoformat(),
             result.clean.height,
             result.origin.isoformat(),
+            content=content_digest(result.clean),
         )
     )
     return result
@@ -62,41 +75,99 @@ def features_for_batch(
     `batch_clean` is the batch's clean table when the caller has just made it: it is used instead
     of reading the same rows back from the lake.
     """
-    known = lake.coverage()
+    cleans = {batch_id: batch_clean} if batch_clean is not None else {}
+    result = features_for_batches(lake, [batch_id], engine, spark, cleans)[batch_id]
+    if isinstance(result, MissingHistoryError):
+        raise result
+    return result
+
+
+class LookbackMissing(MissingHistoryError):
+    """Dates of a batch's look-back window that no clean batch covers yet."""
+
+    def __init__(self, message: str, missing: list[dt.date]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def history_problem(batch_id: str, known: dict[str, BatchCoverage]) -> MissingHistoryError | None:
+    """Why a batch cannot be featurised yet (no clean data, or look-back dates missing)."""
     if batch_id not in known:
-        raise MissingHistoryError(f"Batch {batch_id} has no clean data yet: clean it first.")
+        return MissingHistoryError(f"Batch {batch_id} has no clean data yet: clean it first.")
     batch = known[batch_id]
     missing = missing_history(batch, known, LOOKBACK_DAYS)
-    if missing:
-        raise MissingHistoryError(
-            f"Batch {batch_id} needs {LOOKBACK_DAYS} days of clean history before "
-            f"{batch.first_date}, but these dates are missing: "
-            f"{', '.join(d.isoformat() for d in missing)}. "
-            "Ingest the batches covering them first; this batch will then succeed."
-        )
-    first = dt.date.fromisoformat(batch.first_date) - dt.timedelta(days=LOOKBACK_DAYS)
-    last = dt.date.fromisoformat(batch.last_date)
-    if batch_clean is None:
-        history = lake.read_by_date(CLEAN, first, last)
+    if not missing:
+        return None
+    return LookbackMissing(
+        f"Batch {batch_id} needs {LOOKBACK_DAYS} days of clean history before "
+        f"{batch.first_date}, but these dates are missing: "
+        f"{', '.join(d.isoformat() for d in missing)}. "
+        "Ingest the batches covering them first; this batch will then succeed.",
+        missing,
+    )
+
+
+def features_for_batches(
+    lake: Lake,
+    batch_ids: list[str],
+    engine: str = "polars",
+    spark: object | None = None,
+    cleans: dict[str, pl.DataFrame] | None = None,
+) -> dict[str, pl.DataFrame | MissingHistoryError]:
+    """Features of several batches from one engine call over their joint look-back history.
+
+    Each batch gets exactly the rows and values it would get alone: windows only look back, the
+    history read covers every batch's look-back, and window sums are exact (features/windows.py).
+    A batch whose history is missing gets its `MissingHistoryError` instead; the others go on.
+    `cleans` are clean tables the caller holds in memory (used instead of reading them back).
+    """
+    cleans = dict(cleans or {})
+    known = lake.coverage()
+    out: dict[str, pl.DataFrame | MissingHistoryError] = {}
+    ready = []
+    for batch_id in batch_ids:
+        problem = history_problem(batch_id, known)
+        if problem is None:
+            ready.append(batch_id)
+        else:
+            out[batch_id] = problem
+    if not ready:
+        return out
+    first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
+        days=LOOKBACK_DAYS
+    )
+    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready)
+    held = [frame for frame in cleans.values() if frame.height]
+    if held:
+        others = lake.read_by_date(CLEAN, first, last, exclude_batches=set(cleans))
+        history = pl.concat([others, *held]) if others.height else pl.concat(held)
     else:
-        others = lake.read_by_date(CLEAN, first, last, exclude_batch=batch_id)
-        history = pl.concat([others, batch_clean]) if others.height else batch_clean
+        history = lake.read_by_date(CLEAN, first, last)
+    if history.height == 0:
+        return out | {b: history for b in ready}
+    features = _compute(history, engine, spark)
+    if len(ready) == 1 and history.height == known[ready[0]].rows:
+        return out | {ready[0]: features}  # no other rows: nothing to drop, save a copy
+    parts = features.partition_by("batch_id", as_dict=True, maintain_order=True)
+    empty = features.clear()
+    for batch_id in ready:
+        out[batch_id] = parts.get((batch_id,), empty)
+    return out
+
+
+def _compute(history: pl.DataFrame, engine: str, spark: object | None) -> pl.DataFrame:
     if engine == "polars":
-        features = compute_features(history)
-    elif engine == "spark":
+        return compute_features(history)
+    if engine == "spark":
         from fraud_assets.features.spark_engine import compute_features_spark
 
         # Arrow both ways: ~10x faster than going through pandas rows.
         out = compute_features_spark(spark.createDataFrame(history.to_arrow())).toArrow()
         # Spark's row order is arbitrary; the Polars engine's is (time, id), so is the table's.
-        features = _like_polars_engine(pl.from_arrow(out), history).sort(
+        return _like_polars_engine(pl.from_arrow(out), history).sort(
             "tx_time_seconds", "transaction_id"
         )
-    else:
-        raise ValueError(f"unknown engine {engine!r}: expected 'polars' or 'spark'")
-    if history.height == batch.rows:  # no earlier history: nothing to drop, save a copy
-        return features
-    return features.filter(pl.col("batch_id") == batch_id)
+    raise ValueError(f"unknown engine {engine!r}: expected 'polars' or 'spark'")
 
 
 def features_into_lake(

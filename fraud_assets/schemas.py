@@ -65,3 +65,28 @@ TransactionFeatures = pa.DataFrameSchema(
     },
     strict=False,
 )
+
+
+def failures(schema: pa.DataFrameModel | pa.DataFrameSchema, frame: pl.DataFrame) -> list[str]:
+    """What breaks the schema, one line per (column, check) with its count and an example.
+
+    Empty when the frame passes. Lines, not the raw error: the whole error of a large table is
+    megabytes of failure cases.
+    """
+    import pandera.errors
+
+    try:
+        schema.validate(frame, lazy=True)
+        return []
+    except pandera.errors.SchemaErrors as e:
+        cases = e.failure_cases
+        grouped = (
+            cases.with_columns(pl.col("failure_case").cast(pl.String))
+            .group_by("column", "check", maintain_order=True)
+            .agg(pl.len().alias("n"), pl.col("failure_case").first().alias("example"))
+        )
+        lines = []
+        for row in grouped.iter_rows(named=True):
+            example = str(row["example"])[:80]
+            lines.append(f"{row['column']}: {row['check']} ({row['n']:,} case(s), e.g. {example})")
+        return lines

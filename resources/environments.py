@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster_aws.s3 import S3Resource
-
 from resources.models import ModelStore, ModelTraining
-from resources.processing import FeatureEngine, PseudonymKey, local_spark
+from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
 
@@ -47,16 +45,39 @@ def model_training() -> ModelTraining:
 
 def feature_engine() -> FeatureEngine:
     engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
+    if engine != "spark":
+        return FeatureEngine(engine=engine)
+    from resources.spark import SparkFeatureEngine, local_spark  # pyspark only when asked for
+
     master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
-    return FeatureEngine(engine=engine, pyspark=local_spark(master))
+    return SparkFeatureEngine(pyspark=local_spark(master))
+
+
+def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
+    """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
+    landing, lake = landing_url(), lake_url()
+    if not any(u.startswith(("s3://", "s3a://")) for u in (landing, lake)):
+        return LandingZone(url=landing), LakeStore(url=lake)
+    from dagster_aws.s3 import S3Resource
+
+    from resources.s3 import S3LakeStore, S3LandingZone
+
+    # Credentials come from the usual AWS chain (env, profile, instance role).
+    s3 = S3Resource(**{k: v for k, v in s3_settings.items() if v})
+    zone = (
+        S3LandingZone(url=landing, s3=s3) if landing.startswith("s3") else LandingZone(url=landing)
+    )
+    store = S3LakeStore(url=lake, s3=s3) if lake.startswith("s3") else LakeStore(url=lake)
+    return zone, store
 
 
 def build_resources(env: str | None = None) -> dict[str, object]:
     env = env or os.environ.get("FRAUD_ENV", "dev")
     if env == "dev":
+        zone, store = _locations({})
         return {
-            "landing_zone": LandingZone(url=landing_url()),
-            "lake": LakeStore(url=lake_url()),
+            "landing_zone": zone,
+            "lake": store,
             "pseudonym_key": PseudonymKey(),
             "feature_engine": feature_engine(),
             "models": model_store(),
@@ -67,10 +88,11 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             raise RuntimeError(
                 "FRAUD_ENV=prod needs FRAUD_LANDING_URL (s3://…, hdfs://…, or a path)"
             )
-        # Credentials come from the usual AWS chain (env, profile, instance role).
-        s3 = S3Resource(
-            endpoint_url=os.environ.get("FRAUD_S3_ENDPOINT_URL"),
-            region_name=os.environ.get("AWS_REGION"),
+        zone, store = _locations(
+            {
+                "endpoint_url": os.environ.get("FRAUD_S3_ENDPOINT_URL"),
+                "region_name": os.environ.get("AWS_REGION"),
+            }
         )
         if not os.environ.get("FRAUD_PSEUDONYM_KEY"):
             raise RuntimeError(
@@ -81,8 +103,8 @@ def build_resources(env: str | None = None) -> dict[str, object]:
                 "FRAUD_ENV=prod needs FRAUD_MLFLOW_TRACKING_URI (an MLflow server or database)"
             )
         return {
-            "landing_zone": LandingZone(url=landing_url(), s3=s3),
-            "lake": LakeStore(url=lake_url(), s3=s3),
+            "landing_zone": zone,
+            "lake": store,
             "pseudonym_key": PseudonymKey(key=os.environ["FRAUD_PSEUDONYM_KEY"]),
             "feature_engine": feature_engine(),
             "models": model_store(),

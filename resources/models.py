@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
-from fraud_assets.modeling.registry import ModelRegistry
-from fraud_assets.modeling.review import ReviewConfig
-from fraud_assets.modeling.training import TrainingConfig
+if TYPE_CHECKING:  # MLflow and CatBoost load where they are used, not with the code location
+    from fraud_assets.modeling.registry import ModelRegistry
+    from fraud_assets.modeling.review import ReviewConfig
+    from fraud_assets.modeling.training import TrainingConfig
 
 
 class ModelStore(dg.ConfigurableResource):
@@ -25,6 +27,8 @@ class ModelStore(dg.ConfigurableResource):
     )
 
     def registry(self) -> ModelRegistry:
+        from fraud_assets.modeling.registry import ModelRegistry
+
         if self.tracking_uri.startswith("sqlite:///"):  # the embedded default: make its folder
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
@@ -64,6 +68,8 @@ class ModelTraining(dg.ConfigurableResource):
     )
 
     def training(self) -> TrainingConfig:
+        from fraud_assets.modeling.training import TrainingConfig
+
         return TrainingConfig(
             window_days=self.window_days,
             validation_days=self.validation_days,
@@ -78,6 +84,8 @@ class ModelTraining(dg.ConfigurableResource):
         )
 
     def review(self) -> ReviewConfig:
+        from fraud_assets.modeling.review import ReviewConfig
+
         return ReviewConfig(
             review_days=self.review_days,
             delay_days=self.delay_days,

@@ -1,12 +1,18 @@
-"""Resources for processing batches: the pseudonymisation key and the feature engine."""
+"""Resources for processing batches: the pseudonymisation key and the feature engine.
+
+The Spark variant of the feature engine lives in `resources.spark`, so that the code location
+imports dagster-pyspark (and with it pyspark) only where Spark is configured.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from fraud_assets.privacy import Pseudonymizer
+if TYPE_CHECKING:
+    from fraud_assets.privacy import Pseudonymizer
 
 
 class PseudonymKey(dg.ConfigurableResource):
@@ -18,29 +24,21 @@ class PseudonymKey(dg.ConfigurableResource):
     )
 
     def pseudonymizer(self) -> Pseudonymizer:
+        from fraud_assets.privacy import Pseudonymizer
+
         return Pseudonymizer(self.key.encode() if self.key else None)
 
 
-def local_spark(master: str = "local[2]") -> LazyPySparkResource:
-    return LazyPySparkResource(
-        spark_config={
-            "spark.master": master,
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.shuffle.partitions": "8",
-            "spark.ui.enabled": "false",
-            "spark.driver.memory": "4g",
-            # Features come back to the driver as Arrow (the lake is written by one writer);
-            # a 10 M-row batch is ≈ 1.1 GB, above Spark's 1 GB default.
-            "spark.driver.maxResultSize": "0",
-        }
-    )
-
-
 class FeatureEngine(dg.ConfigurableResource):
-    """Which engine computes features: `polars` in process (default) or `spark`."""
+    """Which engine computes features: `polars` in process (default) or `spark`
+    (`resources.spark.SparkFeatureEngine`)."""
 
     engine: str = Field(default="polars", description="polars | spark")
-    pyspark: LazyPySparkResource = Field(default_factory=local_spark)
 
     def spark_session(self):  # noqa: ANN201 - pyspark is imported lazily
-        return self.pyspark.spark_session if self.engine == "spark" else None
+        if self.engine == "spark":
+            raise ValueError(
+                "engine 'spark' needs a Spark session: use resources.spark.SparkFeatureEngine "
+                "(FRAUD_FEATURE_ENGINE=spark chooses it)"
+            )
+        return None

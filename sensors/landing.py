@@ -1,62 +1,109 @@
-import json
+"""The landing sensor: new and re-landed batches, and the batches that depend on them, as runs."""
+
+from __future__ import annotations
 
 import dagster as dg
 
+from fraud_assets.defs.ingest import DRIFT, FEATURES, REASON_TAG
 from fraud_assets.defs.jobs import ingest_batch_job
-from fraud_assets.landing import batch_fingerprint
 from fraud_assets.partitions import BATCHES, batch_partitions
-from resources.storage import LandingZone
+from fraud_assets.settings import batch_settings
+from resources.storage import LakeStore, LandingZone
+
+# Dagster's tags for a run over a range of partitions (start and end keys, inclusive).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+FINGERPRINT_TAG = "fraud/batch_fingerprint"
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @dg.sensor(
     job=ingest_batch_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=batch_settings().landing_sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Lists the landing zone; registers each complete batch (marker present) as a partition "
-        "and requests one ingest run per delivery. Batches without a marker are left alone."
+        "and requests runs for new deliveries: one run for a single batch, ranged runs (at most "
+        "FRAUD_BATCHES_PER_RUN batches, in time order) for a burst. When no ingest run is "
+        "pending it also re-requests batches refused for missing history once that history has "
+        "landed, and refreshes features that read a batch which has changed since. The "
+        "`fraud/reason` tag of each run says why it was requested."
     ),
 )
 def landing_sensor(
-    context: dg.SensorEvaluationContext, landing_zone: LandingZone
+    context: dg.SensorEvaluationContext, landing_zone: LandingZone, lake: LakeStore
 ) -> dg.SensorResult | dg.SkipReason:
-    listing = landing_zone.listing()
-    # Cursor: batch id -> fingerprint of the delivery already requested. A re-landed batch with
-    # new content gets a new fingerprint and so one new run; the same delivery never two.
-    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    known = set(context.instance.get_dynamic_partitions(BATCHES))
+    from fraud_assets.batch.requests import DeliveryCursor, plan_runs
+    from fraud_assets.landing import batch_fingerprint
 
-    new_keys: list[str] = []
-    run_requests: list[dg.RunRequest] = []
-    for batch in listing.complete:
-        fingerprint = batch_fingerprint(batch, landing_zone.marker(batch.batch_id))
-        if requested.get(batch.batch_id) == fingerprint:
-            continue
-        if batch.batch_id not in known:
-            new_keys.append(batch.batch_id)
-        run_requests.append(
-            dg.RunRequest(
-                partition_key=batch.batch_id,
-                run_key=f"{batch.batch_id}:{fingerprint}",
-                tags={"fraud/batch_fingerprint": fingerprint},
-            )
-        )
-        requested[batch.batch_id] = fingerprint
+    listing = landing_zone.listing()
+    cursor = DeliveryCursor.from_json(context.cursor)
+    arrivals = cursor.arrivals(
+        (b.batch_id, batch_fingerprint(b, landing_zone.marker(b.batch_id)))
+        for b in listing.complete
+    )
+    known = list(context.instance.get_dynamic_partitions(BATCHES))
+    new_keys = sorted({d.batch_id for d in arrivals} - set(known))
+    order = known + new_keys
+    limit = batch_settings().batches_per_run
+    planned = plan_runs({d.batch_id: (d.key, d.reason) for d in arrivals}, order, limit, "ingest")
+    requests = [_request(run, None) for run in planned]
 
     if listing.incomplete:
         waiting = ", ".join(b.name for b in listing.incomplete)
         context.log.info(f"Waiting for completion markers: {waiting}")
     if listing.ignored:
         context.log.info(f"Not batch files, ignored: {', '.join(listing.ignored)}")
-    if not run_requests:
-        return dg.SkipReason(
-            f"No new complete batch in {landing_zone.url} "
-            f"({len(listing.complete)} known, {len(listing.incomplete)} waiting for a marker)"
+    if not requests and not _ingest_pending(context.instance):
+        requests = [_request(run, [FEATURES, DRIFT]) for run in _dependents(lake, order, limit)]
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=f"No new complete batch in {landing_zone.url} "
+            f"({len(listing.complete)} known, {len(listing.incomplete)} waiting for a marker)",
+            cursor=cursor.to_json(),
         )
     return dg.SensorResult(
-        run_requests=run_requests,
+        run_requests=requests,
         dynamic_partitions_requests=[batch_partitions.build_add_request(new_keys)]
         if new_keys
         else [],
-        cursor=json.dumps(requested, sort_keys=True),
+        cursor=cursor.to_json(),
     )
+
+
+def _request(run, assets: list[dg.AssetKey] | None) -> dg.RunRequest:  # noqa: ANN001 - PlannedRun
+    tags = {REASON_TAG: run.reason}
+    if len(run.batch_ids) == 1:
+        return dg.RunRequest(
+            run_key=run.run_key,
+            partition_key=run.batch_ids[0],
+            tags=tags,
+            asset_selection=assets,
+        )
+    tags |= {RANGE_START_TAG: run.batch_ids[0], RANGE_END_TAG: run.batch_ids[-1]}
+    return dg.RunRequest(run_key=run.run_key, tags=tags, asset_selection=assets)
+
+
+def _ingest_pending(instance: dg.DagsterInstance) -> bool:
+    runs = instance.get_run_ids(
+        dg.RunsFilter(job_name=ingest_batch_job.name, statuses=ACTIVE), limit=1
+    )
+    return bool(runs)
+
+
+def _dependents(lake: LakeStore, order: list[str], limit: int) -> list:
+    """Refused batches whose history has landed, and stale features, as planned runs."""
+    from fraud_assets.batch.dependents import history_retries, stale_features
+    from fraud_assets.batch.requests import plan_runs
+    from fraud_assets.batch.state import lineages, refusals
+
+    store = lake.lake()
+    known = store.coverage()
+    reruns = {r.batch_id: (r.key, r.reason) for r in stale_features(known, lineages(store))}
+    reruns |= {r.batch_id: (r.key, r.reason) for r in history_retries(known, refusals(store))}
+    return plan_runs(reruns, order, limit, "dependents")

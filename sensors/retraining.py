@@ -1,15 +1,20 @@
 import json
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from fraud_assets.defs.ingest import DRIFT as DRIFT_KEY
+from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
 from fraud_assets.defs.models import TRIGGER_TAG, train_and_review_job
-from fraud_assets.lake import FEATURES
-from resources.models import ModelTraining
+from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
 
-FEATURES_KEY = dg.AssetKey("transaction_features")
-DRIFT_KEY = dg.AssetKey("drift_report")
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 @dg.sensor(
@@ -23,8 +28,14 @@ DRIFT_KEY = dg.AssetKey("drift_report")
     ),
 )
 def retraining_sensor(
-    context: dg.SensorEvaluationContext, lake: LakeStore, model_training: ModelTraining
+    context: dg.SensorEvaluationContext,
+    lake: LakeStore,
+    model_training: ModelTraining,
+    models: ModelStore,
 ) -> dg.SensorResult | dg.SkipReason:
+    from fraud_assets.lake import FEATURES
+
+    _sync_champion(context, lake, models)
     # Cursor: storage id of the newest materialization already acted on, per watched asset.
     cursor = {"features": 0, "drift": 0, **json.loads(context.cursor or "{}")}
     features = _new(context, FEATURES_KEY, cursor["features"])
@@ -33,7 +44,7 @@ def retraining_sensor(
         return dg.SkipReason("No new feature batch or drift report since the last request.")
 
     running = context.instance.get_run_ids(
-        dg.RunsFilter(job_name=train_and_review_job.name, statuses=IN_PROGRESS_RUN_STATUSES),
+        dg.RunsFilter(job_name=train_and_review_job.name, statuses=IN_PROGRESS),
         limit=1,
     )
     if running:  # the cursor stays put: these triggers start the next run
@@ -90,3 +101,15 @@ def _new(context: dg.SensorEvaluationContext, key: dg.AssetKey, after: int) -> l
 def _drift_share(record) -> float | None:  # noqa: ANN001 - an EventLogRecord
     value = record.asset_materialization.metadata.get("drift_share")
     return float(value.value) if value is not None else None
+
+
+def _sync_champion(
+    context: dg.SensorEvaluationContext, lake: LakeStore, models: ModelStore
+) -> None:
+    """Keep the lake's copy of the champion current, whoever moved the alias (UI, CLI, review)."""
+    from fraud_assets.modeling.champion_snapshot import sync_champion
+
+    try:
+        sync_champion(models.registry(), lake.lake())
+    except Exception as e:  # noqa: BLE001 - the registry being down must not stop retraining
+        context.log.warning(f"Could not refresh the champion snapshot: {e}")

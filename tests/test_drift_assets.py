@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.drift import drift_report_asset
+from fraud_assets.defs.ingest import DRIFT, ingest_batches
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
 from fraud_assets.monitoring.report_server import create_app
@@ -59,17 +59,18 @@ def reports(drift_data: Path) -> dict[str, dict]:
         instance.add_dynamic_partitions("batches", [STABLE, DRIFTED])
         for batch in (STABLE, DRIFTED):
             result = dg.materialize(
-                [drift_report_asset], partition_key=batch, resources=resources, instance=instance
+                [ingest_batches],
+                selection=[DRIFT],
+                partition_key=batch,
+                resources=resources,
+                instance=instance,
             )
             assert result.success
             check = result.get_asset_check_evaluations()[0]
+            (materialization,) = result.asset_materializations_for_node("ingest_batches")
+            assert materialization.asset_key == DRIFT and materialization.partition == batch
             out[batch] = {
-                "meta": {
-                    k: v.value
-                    for k, v in result.asset_materializations_for_node("drift_report")[
-                        0
-                    ].metadata.items()
-                },
+                "meta": {k: v.value for k, v in materialization.metadata.items()},
                 "check": check,
             }
     return out
@@ -104,11 +105,14 @@ def test_the_quality_check_warns_and_never_blocks(reports):
 
 
 def test_the_report_link_serves_the_full_html_report(reports, drift_data):
-    client = TestClient(create_app(Lake(*filesystem_for(str(drift_data / "lake")))))
+    lake = Lake(*filesystem_for(str(drift_data / "lake")))
+    client = TestClient(create_app(lake))
+    assert lake.read_report("drift", DRIFTED) is None  # batch runs do not render the HTML
     page = client.get(f"/reports/drift/{DRIFTED}.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert len(page.text) > 10_000 and "<html" in page.text.lower()
     assert "tx_amount" in page.text and "customer_avg_amount_1d" in page.text
+    assert lake.read_report("drift", DRIFTED) == page.text  # rendered once, then kept
     assert client.get("/reports/drift/1999-01-01.html").status_code == 404
     assert client.get("/reports/drift/..%2F..%2Fetc.html").status_code == 404
     assert DRIFTED in client.get("/").text

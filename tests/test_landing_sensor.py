@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from fraud_assets.definitions import build_definitions
@@ -52,10 +53,11 @@ def test_a_repeated_tick_does_nothing_new(landing, instance):
     again = tick(landing, instance, cursor=first.cursor)
     assert again.skip_reason and "No new complete batch" in again.skip_reason
     assert again.succeeded == [] and again.added_partitions == []
-    # Even with the cursor lost, run keys keep each delivery to one run.
+    # Even with the cursor lost, run keys keep each delivery to one run (both batches landed
+    # together, so they went as one ranged run).
     lost = tick(landing, instance, cursor=None)
-    assert lost.succeeded == [] and len(lost.already_run) == 2
-    assert len(instance.get_run_records()) == 2
+    assert lost.succeeded == [] and len(lost.already_run) == 1
+    assert len(instance.get_run_records()) == 1
 
 
 def test_a_batch_without_its_marker_waits_for_it(landing, instance):
@@ -98,3 +100,147 @@ def test_files_that_are_not_batches_are_ignored(landing, instance):
     outcome = tick(landing, instance)
     assert outcome.skip_reason is not None
     assert instance.get_dynamic_partitions("batches") == []
+
+
+def no_champion(landing: Path) -> None:
+    """The lake's champion snapshot says "none", so ingest runs need not ask MLflow."""
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import Lake
+    from fraud_assets.modeling.champion_snapshot import write_champion
+
+    write_champion(Lake(*filesystem_for(str(landing.parent / "lake"))), None, "fraud-detector")
+
+
+def runs(instance: dg.DagsterInstance) -> list[dict[str, str]]:
+    """Tags of every run, oldest first."""
+    return [dict(r.dagster_run.tags) for r in reversed(instance.get_run_records())]
+
+
+@pytest.fixture
+def per_run(monkeypatch: pytest.MonkeyPatch):
+    """Set FRAUD_BATCHES_PER_RUN for the sensor (settings are read once per process)."""
+    from fraud_assets.settings import batch_settings
+
+    def set_limit(n: int) -> None:
+        monkeypatch.setenv("FRAUD_BATCHES_PER_RUN", str(n))
+        batch_settings.cache_clear()
+
+    yield set_limit
+    batch_settings.cache_clear()
+
+
+def test_a_burst_becomes_ranged_runs_in_time_order_and_a_single_batch_its_own_run(
+    landing, instance, per_run
+):
+    per_run(2)
+    no_champion(landing)
+    summary = write_days(landing, days=5)
+    outcome = tick(landing, instance)
+    assert outcome.succeeded == summary.batches
+    ranges = [
+        (
+            t.get("dagster/asset_partition_range_start"),
+            t.get("dagster/asset_partition_range_end"),
+            t.get("dagster/partition"),
+        )
+        for t in runs(instance)
+    ]
+    b = summary.batches
+    assert ranges == [(b[0], b[1], None), (b[2], b[3], None), (None, None, b[4])]
+    assert all(t["fraud/reason"].startswith("new batch: ") for t in runs(instance))
+
+    write_days(landing, days=6)  # the same days again (same bytes), and one more
+    outcome = tick(landing, instance, cursor=outcome.cursor)
+    assert outcome.succeeded == ["2024-03-06"] and outcome.added_partitions == ["2024-03-06"]
+    newest = runs(instance)[-1]
+    assert newest["dagster/partition"] == "2024-03-06"  # one batch: a plain run, at once
+    assert newest["fraud/reason"] == "new batch: 2024-03-06"
+
+
+def test_relanding_earlier_content_again_is_a_new_delivery(landing, instance):
+    no_champion(landing)
+    write_days(landing, days=1, seed=1)  # A
+    first = tick(landing, instance)
+    write_days(landing, days=1, seed=2)  # B
+    second = tick(landing, instance, cursor=first.cursor)
+    write_days(landing, days=1, seed=1)  # back to A
+    third = tick(landing, instance, cursor=second.cursor)
+    assert first.succeeded == second.succeeded == third.succeeded == ["2024-03-01"]
+    reasons = [t["fraud/reason"] for t in runs(instance)]
+    assert reasons == [
+        "new batch: 2024-03-01",
+        "re-landed with new content (delivery 2): 2024-03-01",
+        "re-landed with new content (delivery 3): 2024-03-01",
+    ]
+    assert tick(landing, instance, cursor=third.cursor).succeeded == []
+
+
+def features_of(landing: Path, batch: str) -> pl.DataFrame:
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import FEATURES, Lake
+
+    return Lake(*filesystem_for(str(landing.parent / "lake"))).read_batch(FEATURES, batch)
+
+
+def test_a_batch_refused_for_missing_history_runs_again_once_that_history_lands(landing, instance):
+    no_champion(landing)
+    write_days(landing, days=3)
+    held = {p.name: p.read_bytes() for p in landing.glob("2024-03-02.*")}
+    for name in held:
+        (landing / name).unlink()
+    first = tick(landing, instance)  # days 1 and 3: day 3 misses day 2
+    assert first.succeeded == ["2024-03-01"]
+    assert (
+        "2024-03-02" in first.failed["2024-03-03"] and "needs 37 days" in first.failed["2024-03-03"]
+    )
+    idle = tick(landing, instance, cursor=first.cursor)
+    assert idle.succeeded == [] and idle.failed == {}  # still missing: nothing to retry
+
+    for name, content in held.items():
+        (landing / name).write_bytes(content)
+    landed = tick(landing, instance, cursor=idle.cursor)
+    assert landed.succeeded == ["2024-03-02"]
+    retried = tick(landing, instance, cursor=landed.cursor)
+    assert retried.succeeded == ["2024-03-03"]
+    last = runs(instance)[-1]
+    assert last["fraud/reason"].startswith("history now complete for 2024-03-03")
+    assert features_of(landing, "2024-03-03").height > 0
+    assert tick(landing, instance, cursor=retried.cursor).succeeded == []  # once
+
+
+def test_a_relanded_batch_refreshes_the_features_of_later_batches_that_read_it(
+    landing, instance, tmp_path
+):
+    no_champion(landing)
+    summary = write_days(landing, days=4)
+    first = tick(landing, instance)
+    assert first.succeeded == summary.batches
+    before = features_of(landing, "2024-03-04")
+
+    # The bank re-exports day 2 with other content: day 2 is re-ingested, then days 3 and 4,
+    # whose customer windows read day 2, are refreshed by the next tick.
+    write_days(landing / "redo", days=4, seed=5)
+    for suffix in (".txt", ".done"):
+        (landing / f"2024-03-02{suffix}").write_bytes(
+            (landing / "redo" / f"2024-03-02{suffix}").read_bytes()
+        )
+    relanded = tick(landing, instance, cursor=first.cursor)
+    assert relanded.succeeded == ["2024-03-02"]
+    refreshed = tick(landing, instance, cursor=relanded.cursor)
+    assert refreshed.succeeded == ["2024-03-03", "2024-03-04"]
+    last = runs(instance)[-1]
+    assert last["dagster/asset_partition_range_start"] == "2024-03-03"
+    assert last["fraud/reason"].startswith("history of 2024-03-03 changed: 2024-03-02 re-landed")
+    assert tick(landing, instance, cursor=refreshed.cursor).succeeded == []
+
+    # The refreshed features equal a fresh ingest of the same four files.
+    fresh = tmp_path / "fresh" / "landing"
+    fresh.mkdir(parents=True)
+    for p in landing.glob("2024-03-0*"):
+        (fresh / p.name).write_bytes(p.read_bytes())
+    no_champion(fresh)
+    with dg.instance_for_test() as other:
+        assert tick(fresh, other).succeeded == summary.batches
+    after = features_of(landing, "2024-03-04")
+    assert not after.equals(before)
+    assert after.equals(features_of(fresh, "2024-03-04"))

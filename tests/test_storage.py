@@ -9,20 +9,21 @@ from dagster_aws.s3 import S3Resource
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
-from fraud_assets.defs.raw import raw_transactions
+from fraud_assets.defs.ingest import RAW, ingest_batches
 from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from resources.s3 import S3LandingZone
 from resources.storage import LandingZone
-from tests.conftest import write_days
+from tests.conftest import platform_resources, write_days
 
 
-def s3_landing(bucket: str, endpoint: str) -> LandingZone:
+def s3_landing(bucket: str, endpoint: str) -> S3LandingZone:
     s3 = S3Resource(
         endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    return LandingZone(url=f"{bucket}/landing", s3=s3)
+    return S3LandingZone(url=f"{bucket}/landing", s3=s3)
 
 
 def assert_lists_and_reads(zone: LandingZone, batches: list[str]) -> None:
@@ -66,13 +67,17 @@ def test_raw_asset_materializes_from_s3(s3_bucket: str, s3_server: str):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("batches", [batch_id])
         result = dg.materialize(
-            [raw_transactions],
+            [ingest_batches],
+            selection=[RAW],
             partition_key=batch_id,
-            resources={"landing_zone": zone},
+            resources={
+                **platform_resources(Path("/nonexistent"), Path("/nonexistent")),
+                "landing_zone": zone,
+            },
             instance=instance,
         )
     assert result.success
-    metadata = result.asset_materializations_for_node("raw_transactions")[0].metadata
+    metadata = result.asset_materializations_for_node("ingest_batches")[0].metadata
     assert metadata["dagster/row_count"].value == summary.rows_written
     assert metadata["file"].value == f"{zone.url}/{batch_id}.txt"
 

@@ -1,29 +1,28 @@
 """Training and champion–challenger review as assets: thin wrappers around fraud_assets.modeling."""
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
-from fraud_assets.defs.features import transaction_features
-from fraud_assets.lake import FEATURES, Lake
-from fraud_assets.modeling.registry import ModelRegistry
-from fraud_assets.modeling.review import (
-    FIRST_MODEL,
-    decide,
-    review_bounds,
-    review_slice,
-    training_end,
-)
-from fraud_assets.modeling.training import DAY, score, train_model
+from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
+
+if TYPE_CHECKING:  # CatBoost, MLflow and Polars load in the run that trains, not at import
+    import polars as pl
+
+    from fraud_assets.lake import Lake
+    from fraud_assets.modeling.registry import ModelRegistry
 
 TRIGGER_TAG = "fraud/trigger"  # why a training run was requested (new batches, drift)
 
 
-def latest_features(lake: Lake, days: int) -> tuple[pl.DataFrame, dt.date]:
+def latest_features(lake: "Lake", days: int) -> "tuple[pl.DataFrame, dt.date]":
     """The feature rows of the newest `days` dates, and the newest date."""
+    from fraud_assets.lake import FEATURES
+    from fraud_assets.modeling.training import DAY
+
     dates = lake.dates(FEATURES)
     if not dates:
         raise dg.Failure("No feature batches in the lake yet: ingest some batches first.")
@@ -32,7 +31,7 @@ def latest_features(lake: Lake, days: int) -> tuple[pl.DataFrame, dt.date]:
 
 
 @dg.asset(
-    deps=[dg.AssetDep(transaction_features, partition_mapping=dg.AllPartitionMapping())],
+    deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
     kinds={"catboost", "mlflow"},
     description=(
@@ -46,6 +45,11 @@ def challenger_model(
     models: ModelStore,
     model_training: ModelTraining,
 ) -> dg.MaterializeResult:
+    import polars as pl
+
+    from fraud_assets.modeling.review import training_end
+    from fraud_assets.modeling.training import train_model
+
     features, data_end = latest_features(lake.lake(), model_training.days_needed())
     until = training_end(data_end, model_training.review())
     try:
@@ -105,6 +109,9 @@ def champion_review(
     models: ModelStore,
     model_training: ModelTraining,
 ) -> dg.MaterializeResult:
+    from fraud_assets.modeling.champion_snapshot import sync_champion
+    from fraud_assets.modeling.review import FIRST_MODEL, decide, review_bounds, review_slice
+
     registry = models.registry()
     challenger = registry.challenger()
     if challenger is None:
@@ -132,6 +139,7 @@ def champion_review(
         )
     if decision.promote:
         registry.promote(challenger.version, decision.reason)
+    sync_champion(registry, lake.lake())  # batch runs score drift with the lake's copy
     result = decision.comparison
     registry.tag(
         challenger.version,
@@ -176,7 +184,9 @@ def champion_review(
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _scores(registry: ModelRegistry, version: int, rows: pl.DataFrame):  # noqa: ANN202
+def _scores(registry: "ModelRegistry", version: int, rows: "pl.DataFrame"):  # noqa: ANN202
+    from fraud_assets.modeling.training import score
+
     model, _ = registry.load(version)
     return score(model, rows)
 

@@ -159,6 +159,51 @@ def customer_windows(
                 means[j, row] = (running - (running_sums[start] - amount[start])) / count
 
 
+def customer_windows_exact(
+    const int64_t[::1] order,
+    const int64_t[::1] ids,
+    const int64_t[::1] seconds,
+    const int64_t[::1] scaled_amount,
+    double scale,
+    const int64_t[::1] widths,
+    int64_t[:, ::1] counts,
+    double[:, ::1] means,
+    int64_t[::1] running_sums,
+):
+    """`customer_windows` with amounts as exact integers (amount * scale, e.g. cents).
+
+    Window sums are then exact, so a mean is (sum / scale) / count rounded once each way: the
+    same double whatever the scale and wherever the customer's history starts. That makes a
+    batch's features identical whether it is computed alone or inside a range of batches.
+    """
+    cdef Py_ssize_t n = order.shape[0], k = widths.shape[0], i, j, start, row
+    cdef Py_ssize_t starts[16]
+    cdef int64_t entity, upto, count, running = 0
+    if k > 16:
+        raise ValueError("at most 16 windows")
+    for j in range(k):
+        starts[j] = 0
+    with nogil:
+        for i in range(n):
+            entity = ids[i]
+            if i == 0 or entity != ids[i - 1]:
+                running = 0
+            running = running + scaled_amount[i]
+            running_sums[i] = running
+            row = order[i]
+            for j in range(k):
+                upto = seconds[i] - widths[j]
+                start = starts[j]
+                while start < i and (ids[start] != entity or seconds[start] <= upto):
+                    start += 1
+                starts[j] = start
+                count = i + 1 - start
+                counts[j, row] = count
+                means[j, row] = (
+                    <double>(running - (running_sums[start] - scaled_amount[start])) / scale
+                ) / count
+
+
 def terminal_windows(
     const int64_t[::1] order,
     const int64_t[::1] ids,

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from fraud_assets.features._window_scan import customer_windows as _customer_scan
+from fraud_assets.features._window_scan import customer_windows_exact as _customer_scan_exact
 from fraud_assets.features._window_scan import group_rows as _group_rows
 from fraud_assets.features._window_scan import terminal_windows as _terminal_scan
 from fraud_assets.features.spec import LABEL_DELAY_DAYS, SECONDS_PER_DAY, WINDOWS_DAYS
@@ -19,7 +20,12 @@ from fraud_assets.features.spec import LABEL_DELAY_DAYS, SECONDS_PER_DAY, WINDOW
 _WIDTHS = np.array([w * SECONDS_PER_DAY for w in WINDOWS_DAYS], dtype=np.int64)
 
 
-def _sorted_by(frame: pl.DataFrame, entity: str, value: str, dtype: type) -> tuple[np.ndarray, ...]:
+# Amounts are scaled to exact integers by the smallest of these powers of ten that fits them all.
+_EXACT_DECIMALS = range(0, 7)
+_EXACT_LIMIT = 2**62  # |scaled amount| * rows below this: no window sum can overflow int64
+
+
+def _sorted_by(frame: pl.DataFrame, entity: str, values: np.ndarray) -> tuple[np.ndarray, ...]:
     """(order, ids, seconds, values) grouped by entity; `order[i]` is the frame row of row i.
 
     The frame is in (time, id) order and grouping keeps each entity's rows in frame order, so
@@ -30,29 +36,56 @@ def _sorted_by(frame: pl.DataFrame, entity: str, value: str, dtype: type) -> tup
         np.empty(n, dtype=np.int64),
         np.empty(n, dtype=np.int64),
         np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=dtype),
+        np.empty(n, dtype=values.dtype),
     )
     _group_rows(
-        *(
-            frame[name].to_numpy().astype(kind, copy=False)
-            for name, kind in ((entity, np.int64), ("tx_time_seconds", np.int64), (value, dtype))
-        ),
+        frame[entity].to_numpy().astype(np.int64, copy=False),
+        frame["tx_time_seconds"].to_numpy().astype(np.int64, copy=False),
+        values,
         *grouped,
     )
     return grouped
 
 
+def exact_scale(amount: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(amount * 10**k as int64, 10**k) for the smallest k that makes every amount an integer
+    exactly, or None when none up to 10**6 does (or the sums could overflow).
+
+    Exact window sums make every mean independent of where a customer's history starts, so a
+    batch's features are the same bits alone or inside a range (docs/features.md).
+    """
+    for k in _EXACT_DECIMALS:
+        scale = float(10**k)
+        scaled = np.rint(amount * scale)
+        if np.array_equal(scaled / scale, amount):
+            peak = float(np.abs(scaled).max()) if scaled.size else 0.0
+            if peak * max(scaled.size, 1) >= _EXACT_LIMIT:
+                return None
+            return scaled.astype(np.int64), scale
+    return None
+
+
 def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     """customer_nb_tx_{w}d and customer_avg_amount_{w}d over (t - w, t], this row included."""
-    order, ids, seconds, amount = _sorted_by(frame, "customer_id", "tx_amount", np.float64)
-    counts, means = _outputs(len(order))
-    _customer_scan(order, ids, seconds, amount, _WIDTHS, counts, means, np.empty(len(order)))
+    amount = frame["tx_amount"].to_numpy().astype(np.float64, copy=False)
+    exact = exact_scale(amount)
+    if exact is None:  # amounts beyond 6 decimals: plain double sums
+        order, ids, seconds, values = _sorted_by(frame, "customer_id", amount)
+        counts, means = _outputs(len(order))
+        _customer_scan(order, ids, seconds, values, _WIDTHS, counts, means, np.empty(len(order)))
+    else:
+        scaled, scale = exact
+        order, ids, seconds, values = _sorted_by(frame, "customer_id", scaled)
+        counts, means = _outputs(len(order))
+        scratch = np.empty(len(order), dtype=np.int64)
+        _customer_scan_exact(order, ids, seconds, values, scale, _WIDTHS, counts, means, scratch)
     return _named(counts, "customer_nb_tx_{}d", means, "customer_avg_amount_{}d")
 
 
 def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     """terminal_nb_tx_{w}d and terminal_risk_{w}d over (t - d - w, t - d], d the label delay."""
-    order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", "tx_fraud", np.int64)
+    fraud = frame["tx_fraud"].to_numpy().astype(np.int64, copy=False)
+    order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", fraud)
     counts, risks = _outputs(len(order))
     scratch = np.empty(len(order) + 1, dtype=np.int64)
     delay = LABEL_DELAY_DAYS * SECONDS_PER_DAY

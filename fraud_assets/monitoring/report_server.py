@@ -1,7 +1,9 @@
 """A small web endpoint for the lake's HTML reports: browsers refuse `file://` links from the
 Dagster UI, so the drift report link in an asset's metadata points here instead.
 
-Reports are read through fsspec, so the same endpoint serves a local lake, S3 or HDFS.
+Reports are read through fsspec, so the same endpoint serves a local lake, S3 or HDFS. A drift
+report that batch runs did not render is rendered on its first request (Evidently, seconds) and
+kept in the lake for the next.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
 from fraud_assets.lake import Lake
+from fraud_assets.monitoring.drift_reports import rendered_or_render
 
 DEFAULT_PORT = 8765
 _BATCH = re.compile(r"^[A-Za-z0-9_.-]+$")  # batch ids are file stems: no slashes, no `..`
@@ -36,7 +39,7 @@ def create_app(lake: Lake) -> FastAPI:
     def report(kind: str, batch_id: str) -> HTMLResponse:
         if kind not in KINDS or not _BATCH.match(batch_id) or ".." in batch_id:
             raise HTTPException(404, f"no such report: {kind}/{batch_id}")
-        html = lake.read_report(kind, batch_id)
+        html = rendered_or_render(lake, batch_id)
         if html is None:
             raise HTTPException(404, f"no {kind} report for batch {batch_id} yet")
         return HTMLResponse(html)
@@ -45,8 +48,11 @@ def create_app(lake: Lake) -> FastAPI:
     def index() -> HTMLResponse:
         items = []
         for kind in KINDS:
-            for path in sorted(lake.fs.glob(lake.path("reports", kind, "*.html"))):
-                batch = path.rsplit("/", 1)[1].removesuffix(".html")
+            found = lake.fs.glob(lake.path("reports", kind, "*.json")) + lake.fs.glob(
+                lake.path("reports", kind, "*.html")
+            )
+            batches = sorted({p.rsplit("/", 1)[1].rsplit(".", 1)[0] for p in found})
+            for batch in batches:
                 items.append(f'<li><a href="/reports/{kind}/{batch}.html">{kind} {batch}</a></li>')
         body = "".join(items) or "<li>No reports yet.</li>"
         return HTMLResponse(f"<html><body><h1>Reports</h1><ul>{body}</ul></body></html>")

@@ -1,0 +1,34 @@
+"""Settings read from FRAUD_* environment variables, in one place (pydantic-settings).
+
+No Dagster here: resources, the CLI and the services read the same values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchSettings(BaseSettings):
+    """How batch runs are cut: a backfill or a landing burst becomes ranged runs of this size."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore")
+
+    batches_per_run: int = Field(
+        default=64,
+        ge=1,
+        description="FRAUD_BATCHES_PER_RUN: most batches one ingest run (a backfill run, or a "
+        "run the landing sensor requests for a burst) processes",
+    )
+    landing_sensor_interval_seconds: int = Field(
+        default=15,
+        ge=1,
+        description="FRAUD_LANDING_SENSOR_INTERVAL_SECONDS: how often the landing zone is listed",
+    )
+
+
+@lru_cache(maxsize=1)
+def batch_settings() -> BatchSettings:
+    return BatchSettings()
