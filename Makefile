@@ -26,8 +26,7 @@ test: $(STAMP) browser ## lint, then the test suite (uses the local PostgreSQL, 
 	$(VENV)/bin/pytest
 
 ui: $(STAMP) ## Dagster UI on the demo's instance, http://127.0.0.1:3000
-	@mkdir -p $(DATA)/dagster_home
-	@test -f $(DATA)/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DATA)/dagster_home/dagster.yaml
+	@$(PY) -m fraud_assets.dev.instance $(DATA)/dagster_home >/dev/null
 	@echo "Drift reports on http://127.0.0.1:8765/ (fraud reports), Dagster UI on http://127.0.0.1:3000"
 	FRAUD_DATA_DIR=$(DATA) $(VENV)/bin/fraud reports --port 8765 & trap "kill $$!" EXIT; \
 	FRAUD_DATA_DIR=$(DATA) DAGSTER_HOME=$(DATA)/dagster_home $(VENV)/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000

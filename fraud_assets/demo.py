@@ -38,14 +38,11 @@ class DemoSummary:
 def run_demo(console: Console, days: int, customers: int, terminals: int) -> None:
     # Environment first: the definitions read it when they are imported.
     os.environ.setdefault("FRAUD_TRAINING_WINDOW_DAYS", str(DEMO_TRAINING_WINDOW_DAYS))
+    from fraud_assets.dev.instance import ensure_instance_config
     from resources.environments import data_dir, lake_url, landing_url
 
     home = os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
-    os.makedirs(home, exist_ok=True)
-    config = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w") as f:
-            f.write("telemetry:\n  enabled: false\n")
+    ensure_instance_config(home)
 
     import dagster as dg
 
@@ -73,10 +70,11 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     )
     console.print(summary_line(run_simulation(params, *filesystem_for(url), DIRTY_RATE), url))
 
-    console.rule("[bold]2. Landing sensor: register each batch, ingest it (raw → features → drift)")
+    console.rule("[bold]2. Landing sensor: register the batches, ingest them in ranged runs")
     instance = dg.DagsterInstance.get()
+    ingest_started = time.perf_counter()
     with progress_bar() as progress:
-        task = progress.add_task("ingest runs", total=days, detail="")
+        task = progress.add_task("ingest (raw → clean → features → drift)", total=days, detail="")
         outcome = tick_sensor(
             defs,
             instance,
@@ -89,9 +87,12 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     for key, error in outcome.failed.items():
         console.print(f"[red]{key}: {error.splitlines()[0]}")
     _batches_table(console, instance, summary)
+    took = time.perf_counter() - ingest_started
     console.print(
-        f"{len(outcome.added_partitions)} new partition(s), {len(outcome.succeeded)} ingest "
-        f"run(s), {len(outcome.failed)} failed, {len(outcome.already_run)} already ingested."
+        f"{len(outcome.added_partitions)} new partition(s); {len(outcome.succeeded)} batch(es) "
+        f"ingested in {len(outcome.runs)} ranged run(s) in {took:.0f} s "
+        f"(at most FRAUD_BATCHES_PER_RUN per run); {len(outcome.failed)} failed, "
+        f"{len(outcome.already_run)} run(s) already done."
     )
 
     console.rule("[bold]3. Retraining sensor: train a challenger, review it against the champion")

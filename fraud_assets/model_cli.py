@@ -100,6 +100,21 @@ def _change_champion(tracking_uri: str | None, model_name: str, change) -> None:
         raise typer.Exit(1) from e
     was = f"v{before.version}" if before else "none"
     console.print(f"{model_name}: champion is now v{now} (was {was}).")
+    _sync_lake_copy(registry)
+
+
+def _sync_lake_copy(registry) -> None:  # noqa: ANN001 - a ModelRegistry
+    """Batch runs score drift with the champion's copy in the lake: refresh it now."""
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import Lake
+    from fraud_assets.modeling.champion_snapshot import sync_champion
+    from resources.environments import lake_url
+
+    url = lake_url()
+    try:
+        sync_champion(registry, Lake(*filesystem_for(url)))
+    except OSError as e:  # the lake may be out of reach from here; the sensor catches up
+        err.print(f"[yellow]Champion copy in the lake ({url}) not refreshed: {e}")
 
 
 def backtest(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import DRIFT, FEATURES, REASON_TAG
+from fraud_assets.defs.ingest import DRIFT, FEATURES, RAW, REASON_TAG
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.partitions import BATCHES, batch_partitions
 from fraud_assets.settings import batch_settings
@@ -13,7 +13,6 @@ from resources.storage import LakeStore, LandingZone
 # Dagster's tags for a run over a range of partitions (start and end keys, inclusive).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-FINGERPRINT_TAG = "fraud/batch_fingerprint"
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -43,10 +42,20 @@ def landing_sensor(
 
     listing = landing_zone.listing()
     cursor = DeliveryCursor.from_json(context.cursor)
+    markers = {b.batch_id: landing_zone.marker(b.batch_id) for b in listing.complete}
     arrivals = cursor.arrivals(
-        (b.batch_id, batch_fingerprint(b, landing_zone.marker(b.batch_id)))
-        for b in listing.complete
+        (b.batch_id, batch_fingerprint(b, markers[b.batch_id])) for b in listing.complete
     )
+    # A batch this cursor sees for the first time may have been ingested already (by a run from
+    # the UI, an in-process tick, or before the cursor was reset): not again for the same bytes.
+    ingested = _ingested_digests(context.instance, [d.batch_id for d in arrivals if d.number == 1])
+    arrivals = [
+        d
+        for d in arrivals
+        if d.number > 1
+        or ingested.get(d.batch_id) is None
+        or ingested[d.batch_id] != _marker_digest(markers[d.batch_id])
+    ]
     known = list(context.instance.get_dynamic_partitions(BATCHES))
     new_keys = sorted({d.batch_id for d in arrivals} - set(known))
     order = known + new_keys
@@ -87,6 +96,29 @@ def _request(run, assets: list[dg.AssetKey] | None) -> dg.RunRequest:  # noqa: A
         )
     tags |= {RANGE_START_TAG: run.batch_ids[0], RANGE_END_TAG: run.batch_ids[-1]}
     return dg.RunRequest(run_key=run.run_key, tags=tags, asset_selection=assets)
+
+
+def _marker_digest(marker: bytes | None) -> str | None:
+    from fraud_assets.raw_format import BatchMarker
+
+    parsed = BatchMarker.from_json(marker) if marker else None
+    return parsed.sha256 if parsed is not None else None
+
+
+def _ingested_digests(instance: dg.DagsterInstance, batch_ids: list[str]) -> dict[str, str]:
+    """SHA-256 of the file each batch's latest raw_transactions materialization read."""
+    if not batch_ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW, asset_partitions=batch_ids), limit=len(batch_ids) * 8
+    ).records
+    out: dict[str, str] = {}
+    for record in records:  # newest first
+        partition = record.partition_key
+        digest = record.asset_materialization.metadata.get("sha256")
+        if partition is not None and partition not in out and digest is not None:
+            out[partition] = str(digest.value)
+    return out
 
 
 def _ingest_pending(instance: dg.DagsterInstance) -> bool:

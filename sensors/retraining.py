@@ -4,6 +4,7 @@ import dagster as dg
 
 from fraud_assets.defs.ingest import DRIFT as DRIFT_KEY
 from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
+from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.models import TRIGGER_TAG, train_and_review_job
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
@@ -23,8 +24,9 @@ IN_PROGRESS = [
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "New feature batches, or a batch whose drift share crosses the threshold, → one training "
-        "+ champion–challenger review run. Never two at once: while one runs, new triggers wait "
-        "for the next tick. Waits until the lake holds a whole training window of features."
+        "+ champion–challenger review run. Never two at once, and not while batch runs are "
+        "queued or running: triggers wait for the next tick. Waits until the lake holds a "
+        "whole training window of features."
     ),
 )
 def retraining_sensor(
@@ -50,6 +52,13 @@ def retraining_sensor(
     if running:  # the cursor stays put: these triggers start the next run
         return dg.SkipReason(
             f"Training run {running[0]} is still in progress; the new triggers wait for it."
+        )
+    ingesting = context.instance.get_run_ids(
+        dg.RunsFilter(job_name=ingest_batch_job.name, statuses=IN_PROGRESS), limit=1
+    )
+    if ingesting:  # a burst or backfill trains once, on all of it, when it is done
+        return dg.SkipReason(
+            f"Batch run {ingesting[0]} is still in progress; training waits for the batches."
         )
     advanced = json.dumps(
         {

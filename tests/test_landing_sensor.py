@@ -149,8 +149,14 @@ def test_a_burst_becomes_ranged_runs_in_time_order_and_a_single_batch_its_own_ru
     assert ranges == [(b[0], b[1], None), (b[2], b[3], None), (None, None, b[4])]
     assert all(t["fraud/reason"].startswith("new batch: ") for t in runs(instance))
 
+    # A sensor that starts without a cursor (a new daemon, another grouping) does not ingest the
+    # same files again: the raw materializations already hold their checksums.
+    per_run(3)
+    fresh = tick(landing, instance, cursor=None)
+    assert fresh.succeeded == [] and fresh.already_run == [] and len(runs(instance)) == 3
+
     write_days(landing, days=6)  # the same days again (same bytes), and one more
-    outcome = tick(landing, instance, cursor=outcome.cursor)
+    outcome = tick(landing, instance, cursor=fresh.cursor)
     assert outcome.succeeded == ["2024-03-06"] and outcome.added_partitions == ["2024-03-06"]
     newest = runs(instance)[-1]
     assert newest["dagster/partition"] == "2024-03-06"  # one batch: a plain run, at once

@@ -26,7 +26,20 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return uri
 
 
-def test_promote_and_rollback_move_the_champion_alias(tracking, tmp_path, feature_lake):
+def lake_champion(lake: Path) -> int | None:
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import Lake
+    from fraud_assets.modeling.champion_snapshot import read_champion
+
+    synced, snapshot = read_champion(Lake(*filesystem_for(str(lake))))
+    assert synced
+    return snapshot.version if snapshot else None
+
+
+def test_promote_and_rollback_move_the_champion_alias(
+    tracking, tmp_path, feature_lake, monkeypatch
+):
+    monkeypatch.setenv("FRAUD_LAKE_URL", str(tmp_path / "lake"))
     features = pl.read_parquet(f"{feature_lake}/lake/{FEATURES}/**/*.parquet")
     trained = train_model(
         features,
@@ -44,6 +57,7 @@ def test_promote_and_rollback_move_the_champion_alias(tracking, tmp_path, featur
     )
     assert registry.champion().version == second
     assert registry.version(second).tags["promotion_reason"] == "better AP"
+    assert lake_champion(tmp_path / "lake") == second  # batch runs score drift with this copy
 
     listed = runner.invoke(app, ["model", "list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "champion" in listed.output and "challenger" in listed.output
@@ -51,6 +65,7 @@ def test_promote_and_rollback_move_the_champion_alias(tracking, tmp_path, featur
     back = runner.invoke(app, ["model", "rollback"])
     assert back.exit_code == 0 and f"champion is now v{first} (was v{second})" in back.output
     assert registry.champion().version == first
+    assert lake_champion(tmp_path / "lake") == first
 
     nothing = runner.invoke(app, ["model", "rollback"])
     assert nothing.exit_code == 1 and "no previous champion" in nothing.output

@@ -149,6 +149,12 @@ def test_the_retraining_sensor_requests_one_run_per_new_feature_batch_and_never_
         assert not busy.run_requests and running.run_id in busy.skip_message
 
         instance.report_run_canceled(running)
+        ingest = defs.resolve_job_def("ingest_batch")
+        landing = instance.create_run_for_job(ingest, status=dg.DagsterRunStatus.STARTED)
+        burst = tick(defs, instance, new.cursor)  # a burst trains once, when its runs are done
+        assert not burst.run_requests and landing.run_id in burst.skip_message
+
+        instance.report_run_canceled(landing)
         after = tick(defs, instance, new.cursor)  # the waiting batch now triggers its run
         assert len(after.run_requests) == 1
         assert after.run_requests[0].run_key != new.run_requests[0].run_key

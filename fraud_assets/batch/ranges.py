@@ -12,6 +12,7 @@ the same per-batch results (tests/test_ranges.py).
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -294,6 +295,9 @@ class _DriftJudge:
     def __init__(self, lake: Lake, config: RangeConfig, champion: Champion | None) -> None:
         self.lake, self.config = lake, config
         self.references = ReferenceReader(lake)
+        # A reference shared by consecutive batches (the champion's window) is sampled and
+        # scored once; only the latest two are kept, as rolling windows change every batch.
+        self._samples: OrderedDict[Reference, dict] = OrderedDict()
         self._champion_asked = False
         self._champion = None
         self._scorer = None
@@ -338,6 +342,13 @@ class _DriftJudge:
         for outcome, current in todo:
             outcome.drift = self._one(outcome.batch_id, current, references[outcome.batch_id])
 
+    def _samples_of(self, reference: Reference) -> dict:
+        samples = self._samples.pop(reference, {})
+        self._samples[reference] = samples
+        while len(self._samples) > 2:
+            self._samples.popitem(last=False)
+        return samples
+
     def _one(self, batch_id: str, current: pl.DataFrame, reference: Reference) -> DriftSummary:
         rows = self.references.rows(reference)
         champion = self._champion
@@ -352,6 +363,7 @@ class _DriftJudge:
             share_threshold=self.config.share_threshold,
             sample_rows=self.config.sample_rows,
             scorer=self._scorer,
+            reference_samples=self._samples_of(reference),
         )
         save_spec(
             self.lake,

@@ -107,7 +107,12 @@ class IngestSettings(dg.Config):
         ),
     ],
     check_specs=[
-        _check("rows_conserved", CLEAN, "raw rows = clean + quarantined + dropped duplicates"),
+        _check(
+            "rows_conserved",
+            CLEAN,
+            "raw rows = clean + quarantined + dropped duplicates",
+            blocking=True,
+        ),
         _check(
             "clean_schema",
             CLEAN,

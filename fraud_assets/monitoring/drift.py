@@ -162,8 +162,13 @@ def drift_inputs(
     seed: int = 0,
     categorical: list[str] | None = None,
     scorer: Scorer | None = None,
+    reference_samples: dict | None = None,
 ) -> DriftInputs:
-    """What `drift_report` compares: see there for the arguments."""
+    """What `drift_report` compares: see there for the arguments.
+
+    `reference_samples`, a dict the caller keeps per reference, remembers the reference's sample
+    (and its scores), so batches judged against the same reference sample and score it once.
+    """
     if columns is None:
         columns = monitored_columns(days_spanned(current))
     columns = list(columns)
@@ -189,7 +194,13 @@ def drift_inputs(
             f"cannot compare an empty frame (reference {reference.height} rows, "
             f"current {current.height} rows)"
         )
-    ref = _sampled(reference, columns, sample_rows, seed, scorer)
+    key = (tuple(columns), sample_rows, seed, scorer is not None)
+    if reference_samples is not None and key in reference_samples:
+        ref = reference_samples[key]
+    else:
+        ref = _sampled(reference, columns, sample_rows, seed, scorer)
+        if reference_samples is not None:
+            reference_samples[key] = ref
     cur = _sampled(current, columns, sample_rows, seed, scorer)
     if scorer is not None and SCORE not in columns:
         columns.append(SCORE)
@@ -252,6 +263,7 @@ def drift_statistics(
     seed: int = 0,
     categorical: list[str] | None = None,
     scorer: Scorer | None = None,
+    reference_samples: dict | None = None,
 ) -> DriftResult:
     """The verdict and per-column table of `drift_report`, without Evidently (milliseconds).
 
@@ -268,6 +280,7 @@ def drift_statistics(
         seed,
         categorical,
         scorer,
+        reference_samples,
     )
     per_column = []
     for name in inputs.columns:

@@ -1,20 +1,17 @@
 """A real Dagster UI (webserver + daemon) on a temp instance with ingested batches, and Chromium.
 
 `dagster_ui` does what `make demo` + `make ui` do, in temp folders: simulate three small days
-into a landing zone, tick the landing sensor in process (each batch becomes a partition and gets
-one `ingest_batch` run, drift report included), then start `fraud reports` (the HTML drift
-reports the UI links to, FRAUD_REPORTS_URL) and `dagster dev -w workspace.yaml` on free ports
-with the same environment and wait until both answer, the code location is loaded and the
+into a landing zone, tick the landing sensor in process (the three batches land together and
+go as one ranged `ingest_batch` run, drift reports included), then start `fraud reports` (the
+HTML drift reports the UI links to, FRAUD_REPORTS_URL) and `dg dev -w workspace.yaml` on free
+ports with the same environment and wait until both answer, the code location is loaded and the
 daemons are healthy. Both process groups are killed at teardown.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from fraud_assets.dev.dagster_process import DagsterDev, free_port, start_process, stop_process
+from fraud_assets.dev.instance import ensure_instance_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -37,7 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
-CODE_LOCATION = "fraud_assets.definitions:defs"  # workspace.yaml: module + attribute
 STARTUP_TIMEOUT_S = 120
 PSEUDONYM_KEY = "browser-test-pseudonym-key"
 
@@ -55,28 +54,13 @@ class DagsterUI:
     data_dir: Path
     batches: list[str]
     clean_rows: dict[str, int]  # batch -> dagster/row_count of clean_transactions
-    log: Path
-    process: subprocess.Popen
+    dev: DagsterDev
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 10) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.load(response)
-        if payload.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {payload['errors']}")
-        return payload["data"]
+        return self.dev.graphql(query, variables, timeout)
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return self.dev.log_tail(chars)
 
 
 def _ui_env(home: Path, data_dir: Path, reports_url: str) -> dict[str, str]:
@@ -87,6 +71,7 @@ def _ui_env(home: Path, data_dir: Path, reports_url: str) -> dict[str, str]:
         "FRAUD_ENV": "dev",
         "FRAUD_PSEUDONYM_KEY": PSEUDONYM_KEY,
         "FRAUD_FEATURE_ENGINE": "polars",
+        "FRAUD_BATCHES_PER_RUN": "2",  # a backfill of the 3 batches is 2 ranged runs
     }
 
 
@@ -105,8 +90,7 @@ def prepare_instance(
     from tests.conftest import write_days
 
     home, data_dir = root / "dagster_home", root / "data"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    ensure_instance_config(home)
     summary = write_days(data_dir / "landing", days=days, dirty=0.01)
 
     with pytest.MonkeyPatch.context() as mp:
@@ -133,49 +117,25 @@ def _row_count(instance, asset: str, partition: str) -> int:  # noqa: ANN001
 
 @contextlib.contextmanager
 def running_dagster_ui(root: Path, days: int = 3) -> Iterator[DagsterUI]:
-    reports_port = _free_port()
+    reports_port = free_port()
     reports_url = f"http://127.0.0.1:{reports_port}"
     home, data_dir, clean_rows = prepare_instance(root, reports_url, days)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not _foreign(k)}
     env.update(_ui_env(home, data_dir, reports_url))
-    log = root / "dagster_dev.log"
     reports_log = root / "fraud_reports.log"
-    reports = _start([str(BIN / "fraud"), "reports", "--port", str(reports_port)], env, reports_log)
+    command = [str(BIN / "fraud"), "reports", "--port", str(reports_port)]
+    reports = start_process(command, ROOT, env, reports_log)
     try:
-        command = ["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-        # Its own process group: webserver, daemon, code server, run workers.
-        process = _start([str(BIN / "dagster"), *command], env, log)
-        ui = DagsterUI(
-            f"http://127.0.0.1:{port}",
-            reports_url,
-            home,
-            data_dir,
-            list(clean_rows),
-            clean_rows,
-            log,
-            process,
-        )
+        dev = DagsterDev.start(BIN / "dg", ROOT, env, root / "dagster_dev.log")
+        ui = DagsterUI(dev.url, reports_url, home, data_dir, list(clean_rows), clean_rows, dev)
         try:
             _wait_for_reports(reports_url, reports, reports_log)
-            _wait_until_ready(ui)
+            dev.wait_until_ready()
             yield ui
         finally:
-            _stop(process)
+            dev.stop()
     finally:
-        _stop(reports)
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as a whole by _stop
-        )
+        stop_process(reports)
 
 
 def _wait_for_reports(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -194,65 +154,6 @@ def _wait_for_reports(url: str, process: subprocess.Popen, log: Path) -> None:
         time.sleep(0.5)
     tail = log.read_text(errors="replace")[-4000:]
     raise RuntimeError(f"fraud reports not ready after {STARTUP_TIMEOUT_S} s:\n{tail}")
-
-
-def _location_loaded(ui: DagsterUI) -> bool:
-    data = ui.graphql(
-        """{ workspaceOrError { __typename ... on Workspace { locationEntries {
-              name loadStatus locationOrLoadError { __typename } } } } }"""
-    )
-    for entry in data["workspaceOrError"].get("locationEntries") or []:
-        if entry["name"] == CODE_LOCATION and entry["loadStatus"] == "LOADED":
-            kind = (entry["locationOrLoadError"] or {}).get("__typename")
-            if kind == "PythonError":
-                raise RuntimeError(f"the code location failed to load:\n{ui.log_tail()}")
-            return kind == "RepositoryLocation"
-    return False
-
-
-def _daemons_healthy(ui: DagsterUI) -> bool:
-    data = ui.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
-    statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
-    healthy = {s["daemonType"] for s in statuses if s["healthy"]}
-    return {"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= healthy
-
-
-def _wait_until_ready(ui: DagsterUI) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    waiting_for = "the webserver"
-    while time.monotonic() < deadline:
-        if ui.process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited ({ui.process.returncode}):\n{ui.log_tail()}")
-        try:
-            if waiting_for == "the webserver":
-                with urllib.request.urlopen(f"{ui.url}/server_info", timeout=5) as response:
-                    json.load(response)
-                waiting_for = "the code location"
-            if waiting_for == "the code location" and _location_loaded(ui):
-                # Mark the "Join the Dagster community" first-visit dialog as seen on this
-                # instance, so that it never covers a page under test.
-                ui.graphql("mutation { setNuxSeen }")
-                waiting_for = "the daemons"
-            if waiting_for == "the daemons" and _daemons_healthy(ui):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(
-        f"dagster dev: {waiting_for} not ready after {STARTUP_TIMEOUT_S} s:\n{ui.log_tail()}"
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the whole group (dagster dev shuts its children down), then SIGKILL leftovers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

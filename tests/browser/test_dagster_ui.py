@@ -249,13 +249,13 @@ def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_succes
     screenshot("04_one_batch_run_succeeded")
 
 
-def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
+def test_backfill_of_every_batch_launched_from_the_ui_completes_as_ranged_runs(
     page: Page, dagster_ui: DagsterUI, screenshot
 ):
     # Dagster's launch dialog turns a selection of exactly one partition into one run ("Launch 1
-    # run", the test above); any other count is launched as a backfill ("Launch backfill"), which
-    # the daemon splits into one run per batch. The smallest backfill it offers is two batches.
-    batches = dagster_ui.batches[-2:]  # their look-back history (the days before) is in the lake
+    # run", the test above); more are launched as a backfill ("Launch backfill"). The batch
+    # assets' backfill policy cuts it into ranged runs of FRAUD_BATCHES_PER_RUN batches (2 here).
+    batches = dagster_ui.batches
     dialog, title = open_launch_dialog_for_the_batch_assets(page)
     launch_backfill = dialog.get_by_role("button", name="Launch backfill", exact=True)
     expect(launch_backfill).to_be_disabled()  # no partition chosen yet
@@ -263,7 +263,8 @@ def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
     page.get_by_text(batches[0], exact=True).filter(visible=True).last.click()  # drop-down
     expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_be_enabled()
     expect(launch_backfill).to_have_count(0)
-    page.get_by_text(batches[1], exact=True).filter(visible=True).last.click()
+    for batch in batches[1:]:
+        page.get_by_text(batch, exact=True).filter(visible=True).last.click()
     title.click()  # closes the drop-down
     expect(dialog.get_by_text(f"{len(batches)} partitions", exact=True)).to_be_visible()
     expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_have_count(0)
@@ -281,14 +282,12 @@ def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
     expect(page).to_have_url(re.compile(rf"/runs/b/{backfill_id}"))
 
     # The backfill page: its status turns from in progress to succeeded once the daemon has
-    # launched one run per batch and both ran (queued, then a run worker each, in process).
+    # launched the ranged runs and they ran, one after the other (pool fraud_batches).
     def detail(label: str):  # noqa: ANN202 - the value beside a label of the overview
         return page.get_by_text(label, exact=True).locator("xpath=..")
 
     expect(detail("Status")).to_contain_text("Succeeded", timeout=RUN_TIMEOUT_MS)
-    chips = detail("Partition selection").locator('[class*="BaseTag"]')
-    expect(chips).to_have_count(len(batches))
-    assert sorted(chips.all_inner_texts()) == sorted(batches)
+    n = str(len(batches))
     for name in BATCH_ASSETS:
         row = page.locator('[class*="VirtualizedTable_row"]').filter(
             has=page.locator(f'a[href="/assets/{name}"]')
@@ -296,13 +295,13 @@ def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
         expect(row).to_contain_text("100% completed")
         # Partitions targeted, in progress, succeeded, failed.
         cells = row.locator('[class*="VirtualizedTable_cellBox"]')
-        expect(cells).to_have_text([re.compile(name), "2", "0", "2", "0"])
+        expect(cells).to_have_text([re.compile(name), n, "0", n, "0"])
 
     backfill = dagster_ui.graphql(
         """query ($id: String!) { partitionBackfillOrError(backfillId: $id) {
               __typename ... on PartitionBackfill { status isAssetBackfill numPartitions
               partitionNames assetSelection { path } tags { key value } timestamp endTimestamp
-              runs(limit: 10) { status tags { key value } } } } }""",
+              runs(limit: 10) { status startTime endTime tags { key value } } } } }""",
         {"id": backfill_id},
     )["partitionBackfillOrError"]
     assert backfill["__typename"] == "PartitionBackfill", backfill
@@ -311,13 +310,22 @@ def test_backfill_of_ingest_assets_launched_from_the_ui_completes(
     assert sorted(backfill["partitionNames"]) == sorted(batches)
     assert {"/".join(k["path"]) for k in backfill["assetSelection"]} == set(BATCH_ASSETS)
     assert {"key": "dagster/from_ui", "value": "true"} in backfill["tags"]
-    runs = [
-        {t["key"]: t["value"] for t in r["tags"]} | {"status": r["status"]}
-        for r in backfill["runs"]
-    ]
-    assert sorted(r["dagster/partition"] for r in runs) == sorted(batches), runs
+    runs = sorted(
+        (
+            {t["key"]: t["value"] for t in r["tags"]} | {"status": r["status"]} | r
+            for r in backfill["runs"]
+        ),
+        key=lambda r: r["startTime"],
+    )
     assert all(r["status"] == "SUCCESS" and r["dagster/backfill"] == backfill_id for r in runs)
+    # Ranged runs: 3 batches at 2 per run are 2 runs, and together they cover every batch.
+    spans = [
+        (r["dagster/asset_partition_range_start"], r["dagster/asset_partition_range_end"])
+        for r in runs
+    ]
+    assert spans == [(batches[0], batches[1]), (batches[2], batches[2])], runs
+    assert runs[0]["endTime"] <= runs[1]["startTime"]  # one batch run at a time
     took = backfill["endTimestamp"] - backfill["timestamp"]
-    print(f"backfill {backfill_id}: {took:.1f} s from launch to completion")
+    print(f"backfill {backfill_id}: {len(runs)} runs, {took:.1f} s from launch to completion")
     page.wait_for_load_state("networkidle")
     screenshot("04_backfill_completed")

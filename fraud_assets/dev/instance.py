@@ -1,0 +1,69 @@
+"""The Dagster instance settings the platform relies on, written to $DAGSTER_HOME/dagster.yaml.
+
+Batch runs read the look-back history earlier batches wrote, so two batch runs must not overlap:
+the ingest step declares the pool `fraud_batches`, and these settings make the run queue hold a
+run while another run of the same pool is in flight (pools at run granularity, limit 1). Runs
+then start in the order they were queued, which is time order for a landing burst or a backfill.
+The run queue is looked at every second instead of every five. A deployment adds its storage
+(e.g. Postgres) to the same file.
+
+    python -m fraud_assets.dev.instance "$DAGSTER_HOME"     # writes dagster.yaml if absent
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+INSTANCE_YAML = """\
+# Written by fraud_assets/dev/instance.py: the settings the fraud platform relies on.
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1  # a landed batch should not wait 5 s in the queue
+concurrency:
+  pools:
+    # One batch run at a time (pool `fraud_batches`, one training at a time `fraud_training`):
+    # a queued run waits while another holds its pool, and runs start in queue order.
+    granularity: run
+    default_limit: 1
+"""
+
+
+POSTGRES_STORAGE = """\
+storage:  # runs, events and schedules in PostgreSQL (dagster-postgres), as in a deployment
+  postgres:
+    postgres_db:
+      hostname: {host}
+      port: {port}
+      username: {user}
+      db_name: {db}
+      # dagster-postgres writes psycopg2's parameter style; SQLAlchemy 2.1 would pick psycopg 3
+      # for a plain postgresql:// URL, on which its NOTIFY statements fail.
+      scheme: postgresql+psycopg2
+      password:
+        env: DAGSTER_PG_PASSWORD  # a secret: from the environment, never in this file
+"""
+
+
+def instance_yaml(postgres: dict[str, str | int] | None = None) -> str:
+    """The settings; with `postgres` (host, port, user, db), Dagster's storage in PostgreSQL."""
+    if postgres is None:
+        return INSTANCE_YAML
+    return INSTANCE_YAML + POSTGRES_STORAGE.format(**postgres)
+
+
+def ensure_instance_config(home: str | Path, postgres: dict | None = None) -> Path:
+    """Write dagster.yaml into `home` unless one is there (an operator's file is kept)."""
+    path = Path(home) / "dagster.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(instance_yaml(postgres))
+    return path
+
+
+if __name__ == "__main__":
+    print(ensure_instance_config(sys.argv[1] if len(sys.argv) > 1 else "."))
