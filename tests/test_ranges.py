@@ -46,7 +46,7 @@ def with_champion(data: Path) -> None:
     rng = np.random.default_rng(0)
     x = pl.DataFrame({name: rng.random(400) for name in FEATURE_COLUMNS})
     y = (x["customer_amount_ratio_30d"] > 0.7).cast(pl.Int8).to_numpy()
-    model = CatBoostClassifier(iterations=15, depth=3, verbose=False, random_seed=0)
+    model = CatBoostClassifier(iterations=15, depth=3, verbose=False, random_seed=0, allow_writing_files=False)
     model.fit(x.to_pandas(), y)
     window = "2024-03-01..2024-03-03"
     write_champion(
@@ -213,3 +213,37 @@ def test_features_of_a_batch_do_not_depend_on_where_its_history_starts(landing, 
     for batch in batches:
         alone = features_for_batches(lake, [batch])[batch]
         assert alone.equals(together[batch]), batch
+
+
+def test_a_batch_run_imports_neither_evidently_nor_pandera_nor_mlflow(landing: Path, tmp_path):
+    """Every daemon-launched run is a fresh process: the libraries that cost seconds to import
+    stay out of a run that does not render a report or train (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with_champion(data)
+    script = f"""
+import sys
+import dagster as dg
+from pathlib import Path
+from fraud_assets.definitions import build_definitions
+from tests.conftest import platform_resources
+from tests.test_ranges import run_batches
+landing, data = Path({str(landing)!r}), Path({str(data)!r})
+batches = sorted(p.stem for p in landing.glob("*.txt"))[:4]
+with dg.instance_for_test() as instance:
+    instance.add_dynamic_partitions("batches", batches)
+    assert run_batches(build_definitions(platform_resources(landing, data)), instance, batches).success
+heavy = ("evidently", "pandera", "mlflow", "catboost", "sklearn", "pyspark", "dagster_aws")
+print([m for m in heavy if m in sys.modules])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
