@@ -46,7 +46,9 @@ def with_champion(data: Path) -> None:
     rng = np.random.default_rng(0)
     x = pl.DataFrame({name: rng.random(400) for name in FEATURE_COLUMNS})
     y = (x["customer_amount_ratio_30d"] > 0.7).cast(pl.Int8).to_numpy()
-    model = CatBoostClassifier(iterations=15, depth=3, verbose=False, random_seed=0, allow_writing_files=False)
+    model = CatBoostClassifier(
+        iterations=15, depth=3, verbose=False, random_seed=0, allow_writing_files=False
+    )
     model.fit(x.to_pandas(), y)
     window = "2024-03-01..2024-03-03"
     write_champion(
@@ -234,7 +236,8 @@ landing, data = Path({str(landing)!r}), Path({str(data)!r})
 batches = sorted(p.stem for p in landing.glob("*.txt"))[:4]
 with dg.instance_for_test() as instance:
     instance.add_dynamic_partitions("batches", batches)
-    assert run_batches(build_definitions(platform_resources(landing, data)), instance, batches).success
+    defs = build_definitions(platform_resources(landing, data))
+    assert run_batches(defs, instance, batches).success
 heavy = ("evidently", "pandera", "mlflow", "catboost", "sklearn", "pyspark", "dagster_aws")
 print([m for m in heavy if m in sys.modules])
 """
