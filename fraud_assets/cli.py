@@ -369,7 +369,7 @@ def features(
 ) -> None:
     """Clean raw batches, then compute the features of DESIGN.md §3.4 for each, in date order
     (each batch uses up to 37 days of earlier history from the same output folder).
-    Load the result with: pl.read_parquet("OUT/features/**/*.parquet")."""
+    Take the committed rows out with: fraud lake export features FILE --lake OUT."""
     from fraud_assets.lake import MissingHistoryError
     from fraud_assets.pipeline import features_into_lake
     from fraud_assets.privacy import Pseudonymizer
@@ -406,8 +406,9 @@ def features(
     if failed:
         console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
     console.print(
-        f"{rows:,} feature rows in {out}/features — load them with "
-        f'pl.read_parquet("{out}/features/**/*.parquet")'
+        f"{rows:,} feature rows in {out}/features — export them with "
+        f"fraud lake export features features.parquet --lake {out}",
+        markup=False,
     )
 
 
@@ -447,11 +448,13 @@ def reports(
     uvicorn.run(create_app(Lake(*filesystem_for(url))), host=host, port=port, log_level="warning")
 
 
-from fraud_assets.model_cli import backtest, model_app  # noqa: E402 - after `app` exists
+from fraud_assets.lake_cli import lake_app  # noqa: E402 - after `app` exists
+from fraud_assets.model_cli import backtest, model_app  # noqa: E402
 from fraud_assets.serving.cli import serve  # noqa: E402
 from fraud_assets.serving.stream_cli import stream  # noqa: E402
 
 app.add_typer(model_app, name="model")
+app.add_typer(lake_app, name="lake")
 app.command()(backtest)
 app.command("serve")(serve)
 app.command("stream")(stream)

@@ -114,9 +114,8 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 
 
 def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
-    import polars as pl
-
-    from fraud_assets.lake import QUARANTINE
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import QUARANTINE, Lake
     from resources.environments import lake_url
 
     table = Table(title="Batches")
@@ -138,9 +137,9 @@ def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  #
             _drift_cell(drift),
         )
     console.print(table)
-    quarantine = Path(lake_url()) / QUARANTINE
-    if any(quarantine.glob("*.parquet")):
-        reasons = pl.read_parquet(quarantine / "*.parquet")["reason"].value_counts(sort=True)
+    quarantine = Lake(*filesystem_for(lake_url())).read_table(QUARANTINE)  # committed rows
+    if quarantine.height:
+        reasons = quarantine["reason"].value_counts(sort=True)
         summary.quarantined = dict(reasons.iter_rows())
 
 
@@ -168,7 +167,8 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
     import polars as pl
     import uvicorn
 
-    from fraud_assets.lake import CLEAN
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import CLEAN, Lake
     from fraud_assets.serving.app import build_scorer, create_app
     from fraud_assets.serving.replay import raw_requests, replay
     from fraud_assets.serving.settings import ServiceSettings
@@ -182,8 +182,8 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
         return
     day = dt.date.fromisoformat(raw_file.stem)
     # The online store starts from the batch pipeline's snapshot of the days before.
-    history = pl.read_parquet(Path(lake) / CLEAN / "**" / "*.parquet").filter(
-        pl.col("tx_datetime").dt.date() < day
+    history = (
+        Lake(*filesystem_for(lake)).read_table(CLEAN).filter(pl.col("tx_datetime").dt.date() < day)
     )
     scorer.store.publish_snapshot(history)
     port = _free_port()

@@ -148,17 +148,18 @@ def backtest(
     """
     import polars as pl
 
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import FEATURES, Lake
     from fraud_assets.modeling.backtest import REPORTED, mean_of
     from fraud_assets.modeling.backtest import backtest as run_backtest
     from fraud_assets.modeling.training import TrainingConfig
 
     root = Path(features_dir)
-    folder = root / "features" if (root / "features").is_dir() else root
-    files = sorted(folder.glob("tx_date=*/*.parquet"))
-    if not files:
-        err.print(f"[red]No feature Parquet under {folder} (expected tx_date=YYYY-MM-DD/*.parquet)")
+    root = root.parent if root.name == FEATURES and not (root / FEATURES).is_dir() else root
+    features = Lake(*filesystem_for(str(root))).read_table(FEATURES)  # committed rows only
+    if features.height == 0:
+        err.print(f"[red]No committed features in the lake at {root} (run `fraud features`)")
         raise typer.Exit(2)
-    features = pl.read_parquet(files)
     config = TrainingConfig(validation_days=validation_days, imbalance=imbalance, max_fpr=max_fpr)
     try:
         results = run_backtest(

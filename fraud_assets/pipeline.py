@@ -45,21 +45,19 @@ def clean_into_lake(
     result = clean_batch(source, batch_id, pseudonymizer, config, name=name)
     if not result.conserved:  # a bug, never bad data: every line has exactly one destination
         raise AssertionError(f"{batch_id}: rows not conserved")
-    lake.write_by_date(CLEAN, batch_id, result.clean)
-    lake.write_quarantine(batch_id, result.quarantine)
     dates = result.clean["tx_datetime"].dt.date()
     first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
     last = dates.max() if result.clean.height else first
-    lake.write_coverage(
-        BatchCoverage(
-            batch_id,
-            first.isoformat(),
-            last.isoformat(),
-            result.clean.height,
-            result.origin.isoformat(),
-            content=content_digest(result.clean),
-        )
+    coverage = BatchCoverage(
+        batch_id,
+        first.isoformat(),
+        last.isoformat(),
+        result.clean.height,
+        result.origin.isoformat(),
+        content=content_digest(result.clean),
     )
+    # Clean rows, quarantine (raw lines to the restricted zone) and coverage: one commit.
+    lake.commit_clean(batch_id, result.clean, result.quarantine, coverage)
     return result
 
 
@@ -137,6 +135,12 @@ def features_for_batches(
         days=LOOKBACK_DAYS
     )
     last = max(dt.date.fromisoformat(known[b].last_date) for b in ready)
+    if engine == "spark" and (urls := _spark_urls(lake, first, last)) is not None:
+        # Spark reads the committed clean files itself: the history never passes through Python.
+        if not urls:
+            return out | {b: pl.DataFrame() for b in ready}
+        features = _compute_spark_files(lake, first, urls, spark)
+        return out | _by_batch(features, ready)
     held = [frame for frame in cleans.values() if frame.height]
     if held:
         others = lake.read_by_date(CLEAN, first, last, exclude_batches=set(cleans))
@@ -148,11 +152,37 @@ def features_for_batches(
     features = _compute(history, engine, spark)
     if len(ready) == 1 and history.height == known[ready[0]].rows:
         return out | {ready[0]: features}  # no other rows: nothing to drop, save a copy
+    return out | _by_batch(features, ready)
+
+
+def _by_batch(features: pl.DataFrame, batch_ids: list[str]) -> dict[str, pl.DataFrame]:
     parts = features.partition_by("batch_id", as_dict=True, maintain_order=True)
     empty = features.clear()
-    for batch_id in ready:
-        out[batch_id] = parts.get((batch_id,), empty)
-    return out
+    return {batch_id: parts.get((batch_id,), empty) for batch_id in batch_ids}
+
+
+_SPARK_SCHEMES = ("file:", "s3a:", "hdfs:", "viewfs:", "gs:", "abfs:", "abfss:")
+
+
+def _spark_urls(lake: Lake, first: dt.date, last: dt.date) -> list[str] | None:
+    """The committed clean files Spark should read, or None when Spark cannot reach the lake
+    (an in-memory file system): the rows then go to Spark from the driver."""
+    probe = lake.fs.unstrip_protocol(lake.root)
+    probe = "s3a:" + probe.removeprefix("s3:") if probe.startswith("s3:") else probe
+    if not probe.startswith(_SPARK_SCHEMES):
+        return None
+    return lake.urls(CLEAN, first, last, for_spark=True)
+
+
+def _compute_spark_files(
+    lake: Lake, first: dt.date, urls: list[str], spark: object
+) -> pl.DataFrame:
+    from fraud_assets.features.spark_engine import compute_features_spark, read_committed
+
+    out = compute_features_spark(read_committed(spark, urls)).toArrow()
+    # The clean table's own types, from one committed file (Spark's may be wider or zoned).
+    sample = lake.read_files(lake.files(CLEAN, first)[:1])
+    return _like_polars_engine(pl.from_arrow(out), sample).sort("tx_time_seconds", "transaction_id")
 
 
 def _compute(history: pl.DataFrame, engine: str, spark: object | None) -> pl.DataFrame:

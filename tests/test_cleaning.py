@@ -231,8 +231,10 @@ def test_a_table_is_written_one_file_per_date_with_every_row_in_its_order(
         assert kept.equals(frame_of(earlier))
 
     written = {
-        p.parent.name: pl.read_parquet(p) for p in sorted((root / "clean").rglob("b1.parquet"))
+        f"tx_date={entry.date}": pl.read_parquet(root / entry.path)
+        for entry in lake.files("clean", batches={"b1"})
     }
+    assert len(list((root / "clean").rglob("b1.*"))) == len(written)  # the old files: removed
     dates = frame["tx_datetime"].dt.date()
     assert sorted(written) == sorted(f"tx_date={d}" for d in dates.unique())
     for name, part in written.items():

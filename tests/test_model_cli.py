@@ -26,6 +26,13 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return uri
 
 
+def committed_features(root: Path) -> pl.DataFrame:
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake import Lake
+
+    return Lake(*filesystem_for(str(root / "lake"))).read_table(FEATURES)
+
+
 def lake_champion(lake: Path) -> int | None:
     from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
@@ -40,7 +47,7 @@ def test_promote_and_rollback_move_the_champion_alias(
     tracking, tmp_path, feature_lake, monkeypatch
 ):
     monkeypatch.setenv("FRAUD_LAKE_URL", str(tmp_path / "lake"))
-    features = pl.read_parquet(f"{feature_lake}/lake/{FEATURES}/**/*.parquet")
+    features = committed_features(feature_lake)
     trained = train_model(
         features,
         features["tx_datetime"].max().date(),
@@ -100,7 +107,7 @@ def test_backtest_prints_a_json_line_per_fold_and_their_mean(feature_lake, tmp_p
     assert lines[2]["auc_roc"] > 0.7
 
     scored = pl.read_parquet(predictions)
-    features = pl.read_parquet(f"{feature_lake}/lake/{FEATURES}/**/*.parquet")
+    features = committed_features(feature_lake)
     test_days = features.filter(
         pl.col("tx_datetime").dt.date().is_between(start, start.replace(day=10, month=4))
     )

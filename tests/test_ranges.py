@@ -20,7 +20,7 @@ from fraud_assets.defs.ingest import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARA
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.inprocess import RANGE_END_TAG, RANGE_START_TAG
-from fraud_assets.lake import Lake
+from fraud_assets.lake import STAGES, Lake
 from fraud_assets.modeling.champion_snapshot import snapshot_of, write_champion
 from tests.conftest import platform_resources, write_days
 
@@ -109,10 +109,20 @@ def batch_results(instance: dg.DagsterInstance, batches: list[str]) -> dict:
 
 
 def lake_files(data: Path) -> dict[str, bytes]:
-    """Every data file and drift spec, by path: what readers and dependent runs see."""
-    root = data / "lake"
-    keep = [p for p in root.rglob("*") if p.suffix == ".parquet" or "reports" in p.parts]
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(keep) if p.is_file()}
+    """Every committed data file (named without its commit id) and drift spec, by path: what
+    readers and dependent runs see. No other data file may be left on disk."""
+    root, lake = data / "lake", lake_of(data)
+    out = {}
+    for stage in STAGES:
+        for commit in lake.commits(stage).values():
+            for entry in commit.files:
+                out[entry.path.replace(f".{commit.commit_id}.", ".")] = (
+                    root / entry.path
+                ).read_bytes()
+    on_disk = {p for p in root.rglob("*.parquet*") if p.is_file()}
+    assert len(on_disk) == len(out), "data files that no commit names"
+    reports = [p for p in (root / "reports").rglob("*") if p.is_file()]
+    return out | {str(p.relative_to(root)): p.read_bytes() for p in sorted(reports)}
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.lake import FEATURES, BatchCoverage, Lake
+from fraud_assets.lake.atomic import write_json_atomic
 
 LINEAGE = "_lineage"
 REFUSED = "_refused"
@@ -45,12 +46,7 @@ def history_versions(batch: BatchCoverage, known: dict[str, BatchCoverage]) -> d
 
 
 def _write(lake: Lake, folder: str, batch_id: str, data: dict) -> None:
-    lake.fs.makedirs(lake.path(FEATURES, folder), exist_ok=True)
-    path = lake.path(FEATURES, folder, f"{batch_id}.json")
-    tmp = f"{path}.tmp"
-    with lake.fs.open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, sort_keys=True))
-    lake.fs.mv(tmp, path)
+    write_json_atomic(lake.fs, lake.path(FEATURES, folder, f"{batch_id}.json"), data)
 
 
 def _read_all(lake: Lake, folder: str) -> dict[str, dict]:

@@ -87,7 +87,8 @@ class IngestSettings(dg.Config):
             [RAW],
             "cleaning",
             {"polars", "parquet"},
-            "Rows that could not be trusted: original line, line number, reason.",
+            "Rows that could not be trusted: line number and reason (their raw lines, which hold "
+            "real ids, in the restricted zone of the lake).",
         ),
         _spec(
             FEATURES,

@@ -7,7 +7,7 @@ terminal window is a RANGE frame on seconds. Nothing is collected to the driver.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window, WindowSpec
+from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType
 
@@ -116,3 +116,11 @@ def _ieee_divide(numerator: Column, denominator: Column) -> Column:
         .otherwise(F.lit(float("nan")))
     )
     return F.when(denominator == 0, by_zero).otherwise(numerator / denominator)
+
+
+def read_committed(spark: SparkSession, urls: list[str]) -> DataFrame:
+    """The lake's committed files (`Lake.urls(..., for_spark=True)`), never a folder glob: a
+    folder also holds files of crashed or superseded writes that no commit names."""
+    frame = spark.read.parquet(*urls)
+    # Spark adds the folder's `tx_date=` as a column when it discovers partitions: not ours.
+    return frame.drop("tx_date") if "tx_date" in frame.columns else frame

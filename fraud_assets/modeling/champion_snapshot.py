@@ -118,12 +118,9 @@ def write_champion(lake: Any, snapshot: ChampionSnapshot | None, model_name: str
 
 
 def _write_json(lake: Any, path: str, data: dict) -> None:  # noqa: ANN401
-    # Written whole, then moved into place where the file system can: readers never see half.
-    text = json.dumps(data, sort_keys=True)
-    tmp = f"{path}.tmp"
-    with lake.fs.open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    lake.fs.mv(tmp, path)
+    from fraud_assets.lake.atomic import write_json_atomic
+
+    write_json_atomic(lake.fs, path, data)  # readers see the old file or the new, never half
 
 
 def sync_champion(registry: Any, lake: Any) -> ChampionSnapshot | None:  # noqa: ANN401

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from fraud_assets.lake import FEATURES, REPORTS, Lake
+from fraud_assets.lake.atomic import write_json_atomic
 
 DRIFT = "drift"
 
@@ -25,14 +26,12 @@ def _path(lake: Lake, batch_id: str, suffix: str) -> str:
 
 
 def save_spec(lake: Lake, batch_id: str, spec: dict) -> None:
-    lake.fs.makedirs(lake.path(REPORTS, DRIFT), exist_ok=True)
+    # The old report goes first: a crash in between leaves no report (rendered again from the
+    # spec on demand), never an old report beside a new spec.
     html = _path(lake, batch_id, "html")
     if lake.fs.exists(html):
         lake.fs.rm(html)
-    tmp = _path(lake, batch_id, "json.tmp")
-    with lake.fs.open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(spec, sort_keys=True))
-    lake.fs.mv(tmp, _path(lake, batch_id, "json"))
+    write_json_atomic(lake.fs, _path(lake, batch_id, "json"), spec)
 
 
 def read_spec(lake: Lake, batch_id: str) -> dict | None:
