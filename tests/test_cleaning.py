@@ -178,13 +178,17 @@ def test_rerunning_a_batch_gives_identical_files(dirty, tmp_path):
     lake = Lake(*filesystem_for(str(tmp_path / "lake")))
 
     def run() -> dict[str, bytes]:
+        """Committed files by name without their commit id; no other data file may remain."""
         for batch in batches:
             clean_into_lake(lake, dirty_dir / f"{batch}.txt", batch, KEY, ORIGIN)
-        return {
-            str(p.relative_to(tmp_path)): p.read_bytes()
-            for p in sorted((tmp_path / "lake").rglob("*"))
-            if p.is_file()
-        }
+        out = {}
+        for commit in lake.commits("clean").values():
+            assert commit.meta["coverage"]["batch_id"] == commit.batch_id
+            for entry in commit.files:
+                name = entry.path.replace(f".{commit.commit_id}.", ".")
+                out[name] = (tmp_path / "lake" / entry.path).read_bytes()
+        assert len(list((tmp_path / "lake").rglob("*.parquet"))) == len(out)
+        return out
 
     first = run()
     assert any("tx_date=" in name for name in first)
