@@ -15,8 +15,8 @@ lake_app = typer.Typer(
     help="The lake's committed tables: list commits, export a table, make a restricted-zone key.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # paths and URLs stay on one line, whole
+err = Console(stderr=True, soft_wrap=True)
 
 _LAKE = typer.Option(help="Lake URL or folder; default: FRAUD_LAKE_URL or data/lake.")
 

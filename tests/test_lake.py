@@ -309,3 +309,68 @@ def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(s3_bucket: str, s
     objects = fs.find(f"{root}/features")
     assert sorted(f"s3a://{o}" for o in objects) == sorted(urls)  # the old version: removed
     assert not [o for o in fs.find(root) if o.endswith(".tmp")]
+
+
+def test_a_cleaned_batch_keeps_its_raw_lines_only_in_the_restricted_zone(tmp_path: Path):
+    from fraud_assets.cleaning import CleaningConfig
+    from fraud_assets.pipeline import clean_into_lake
+    from fraud_assets.privacy import Pseudonymizer
+    from tests.conftest import write_days
+
+    summary = write_days(tmp_path / "landing", days=1, dirty=0.05)
+    (batch,) = summary.batches
+    lake = lake_at(tmp_path / "lake")
+    result = clean_into_lake(
+        lake,
+        tmp_path / "landing" / f"{batch}.txt",
+        batch,
+        Pseudonymizer(b"k"),
+        CleaningConfig(origin_date=START.date()),
+    )
+    assert result.quarantine.height > 0
+    shared = lake.read_batch(QUARANTINE, batch)
+    assert "line" not in shared.columns
+    assert shared.equals(result.quarantine.drop("line"))
+    lines = lake.read_batch(RESTRICTED_QUARANTINE, batch)
+    assert lines.equals(result.quarantine.select("batch_id", "line_no", "line"))
+
+
+def test_restricted_lines_are_exported_with_the_key_and_refused_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("FRAUD_QUARANTINE_KEY", key)
+    lake = lake_at(tmp_path / "lake")
+    clean = rows([0], 1.0)
+    lake.commit_clean("b", clean, quarantine(["raw;line"]), coverage(clean, "v"))
+    target = tmp_path / "lines.parquet"
+    args = ["lake", "export", RESTRICTED_QUARANTINE, str(target), "--lake", str(tmp_path / "lake")]
+
+    monkeypatch.delenv("FRAUD_QUARANTINE_KEY")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1
+    assert "set FRAUD_QUARANTINE_KEY" in refused.output and not target.exists()
+
+    allowed = CliRunner().invoke(app, args, env={"FRAUD_QUARANTINE_KEY": key})
+    assert allowed.exit_code == 0, allowed.output
+    assert pl.read_parquet(target)["line"].to_list() == ["raw;line"]
+
+
+def test_a_reader_lists_again_when_a_commit_removed_a_file_it_had_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    lake = lake_at(tmp_path)
+    old, new = rows([0, 1], 1.0), rows([0, 1], 2.0)
+    lake.write_by_date(CLEAN, "b", old)
+    real = Lake.read_files
+    interleaved = []
+
+    def read_files(self, entries):  # noqa: ANN001 - another writer commits between list and read
+        if not interleaved:
+            interleaved.append(True)
+            real(self, [])
+            lake.write_by_date(CLEAN, "b", new)
+        return real(self, entries)
+
+    monkeypatch.setattr(Lake, "read_files", read_files)
+    assert lake.read_batch(CLEAN, "b").equals(new)
