@@ -293,7 +293,9 @@ def test_export_of_a_table_without_commits_fails_clearly(tmp_path: Path):
     assert bad.exit_code == 2
 
 
-def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(s3_bucket: str, s3_server: str):
+def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(
+    s3_bucket: str, s3_server: str, tmp_path: Path
+):
     from tests.conftest import S3_CREDENTIALS
 
     fs, root = filesystem_for(
@@ -309,6 +311,12 @@ def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(s3_bucket: str, s
     objects = fs.find(f"{root}/features")
     assert sorted(f"s3a://{o}" for o in objects) == sorted(urls)  # the old version: removed
     assert not [o for o in fs.find(root) if o.endswith(".tmp")]
+
+    from fraud_assets.lake.export import export_table
+
+    done = export_table(lake, FEATURES, str(tmp_path / "features.parquet"))
+    assert done.rows == new.height
+    assert pl.read_parquet(tmp_path / "features.parquet").equals(new)
 
 
 def test_a_cleaned_batch_keeps_its_raw_lines_only_in_the_restricted_zone(tmp_path: Path):

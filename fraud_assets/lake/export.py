@@ -1,21 +1,24 @@
 """The committed rows of a table as one Parquet file, for people and tools outside the platform.
 
-Files are copied one at a time through a Parquet writer, so a table larger than memory exports
-too; the result is written under a temporary name and moved into place when complete.
+Polars streams the committed files into the result (`scan_parquet` → `sink_parquet`), so a table
+larger than memory exports too. Files that are not plain local files (on S3, or encrypted in the
+restricted zone) are first copied, decrypted, to a temporary folder. The result is written under
+a temporary name and moved into place when complete: a reader never finds half an export.
 """
 
 from __future__ import annotations
 
-import io
-import secrets
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import polars as pl
 
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import restricted
 from fraud_assets.lake.atomic import is_local
+from fraud_assets.lake.manifests import FileEntry
 from fraud_assets.lake.store import Lake
 
 
@@ -35,39 +38,40 @@ def export_table(lake: Lake, table: str, destination: str) -> Exported:
     entries = lake.files(table)
     if not entries:
         raise EmptyTableError(f"table {table!r} of {lake.root} has no committed data yet")
-    fs, path = filesystem_for(destination)
-    parent = path.rsplit("/", 1)[0] if "/" in path else "."
-    target = (
-        f"{parent}/.{path.rsplit('/', 1)[-1]}.{secrets.token_hex(4)}.tmp" if is_local(fs) else path
-    )
-    fs.makedirs(parent, exist_ok=True)
-    rows = 0
-    schema = None
-    try:
-        with fs.open(target, "wb") as out:
-            writer = None
-            for entry in entries:
-                part = _read_arrow(lake, entry.path, entry.encrypted)
-                if schema is None:
-                    schema = part.schema
-                    writer = pq.ParquetWriter(out, schema, compression="snappy")
-                writer.write_table(part.cast(schema))
-                rows += part.num_rows
-            writer.close()
-        if target != path:
-            fs.mv(target, path)
-    except BaseException:
-        if target != path and fs.exists(target):
-            fs.rm(target)
-        raise
-    return Exported(
-        table, rows, len(entries), len({e.path.rsplit("/", 1)[-1].split(".")[0] for e in entries})
-    )
+    fs, target = filesystem_for(destination)
+    with tempfile.TemporaryDirectory(prefix="fraud-export-") as scratch:
+        sources = [_local_source(lake, entry, Path(scratch), i) for i, entry in enumerate(entries)]
+        if is_local(fs):
+            parent = os.path.dirname(target) or "."
+            os.makedirs(parent, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=parent, prefix=".export-", suffix=".tmp")
+            os.close(handle)
+        else:
+            partial = str(Path(scratch) / "export.parquet")
+        try:
+            pl.scan_parquet(sources, hive_partitioning=False).sink_parquet(
+                partial, compression="snappy"
+            )
+            rows = pl.scan_parquet(partial).select(pl.len()).collect().item()
+            if is_local(fs):
+                os.replace(partial, target)
+            else:
+                fs.put_file(partial, target)  # one upload: the object appears whole
+        finally:
+            if is_local(fs) and os.path.exists(partial):
+                os.unlink(partial)
+    batches = {Path(e.path).name.split(".", 1)[0] for e in entries}
+    return Exported(table, rows, len(entries), len(batches))
 
 
-def _read_arrow(lake: Lake, relative: str, encrypted: bool) -> pa.Table:
-    path = lake.path(relative)
+def _local_source(lake: Lake, entry: FileEntry, scratch: Path, index: int) -> str:
+    """A local path Polars can scan: the file itself, or a decrypted or downloaded copy."""
+    path = lake.path(entry.path)
+    if is_local(lake.fs) and not entry.encrypted:
+        return path
     data = lake.fs.cat_file(path)
-    if encrypted:
+    if entry.encrypted:
         data = restricted.decrypt(data, lake.quarantine_key, path)
-    return pq.read_table(io.BytesIO(data))
+    copy = scratch / f"{index:06d}.parquet"
+    copy.write_bytes(data)
+    return str(copy)
