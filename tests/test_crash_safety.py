@@ -294,10 +294,13 @@ def dagster_versions(versions, landings, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.mark.parametrize(
     "crash",
+    # Every point once, in one stage or the other (each run costs a fresh Dagster process).
     [
+        "clean:before_first_file",
         "clean:mid_file",
-        "clean:before_manifest",
         "features:after_first_file",
+        "clean:before_manifest",
+        "features:mid_manifest",
         "features:after_manifest",
     ],
 )
