@@ -127,8 +127,10 @@ class Lake:
         last: dt.date,
         exclude_batch: str | None = None,
         exclude_batches: Collection[str] = (),
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        """All batches' rows dated first..last; `exclude_batch(es)` skip those the caller holds."""
+        """All batches' rows dated first..last; `exclude_batch(es)` skip those the caller holds;
+        `columns`: only these."""
         self.fs.invalidate_cache(self.root)
         skip = {f"{b}.parquet" for b in (*exclude_batches, exclude_batch) if b is not None}
         frames = []
@@ -136,7 +138,7 @@ class Lake:
             day = _date_of(path)
             if first <= day <= last and path.rsplit("/", 1)[-1] not in skip:
                 with self.fs.open(path, "rb") as f:
-                    frames.append(pl.read_parquet(f))
+                    frames.append(pl.read_parquet(f, columns=columns))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
     def dates(self, table: str) -> list[dt.date]:

@@ -47,9 +47,7 @@ def clean_into_lake(
         raise AssertionError(f"{batch_id}: rows not conserved")
     lake.write_by_date(CLEAN, batch_id, result.clean)
     lake.write_quarantine(batch_id, result.quarantine)
-    dates = result.clean["tx_datetime"].dt.date()
-    first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
-    last = dates.max() if result.clean.height else first
+    first, last = _coverage(result, batch_id, config)
     lake.write_coverage(
         BatchCoverage(
             batch_id,
@@ -61,6 +59,18 @@ def clean_into_lake(
         )
     )
     return result
+
+
+def _coverage(
+    result: CleanResult, batch_id: str, config: CleaningConfig
+) -> tuple[dt.date, dt.date]:
+    """The days the batch delivers: its period when known (rows outside it were quarantined, so
+    they cannot widen it and hide a gap), else the days its clean rows fall on."""
+    if config.period is not None:
+        return config.period.first, config.period.last
+    dates = result.clean["tx_datetime"].dt.date()
+    first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
+    return first, dates.max() if result.clean.height else first
 
 
 def features_for_batch(
@@ -136,7 +146,8 @@ def features_for_batches(
     first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
         days=LOOKBACK_DAYS
     )
-    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready)
+    # One day more: a batch's `24:00:00` of its last day is filed under the next date.
+    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready) + dt.timedelta(days=1)
     held = [frame for frame in cleans.values() if frame.height]
     if held:
         others = lake.read_by_date(CLEAN, first, last, exclude_batches=set(cleans))

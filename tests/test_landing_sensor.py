@@ -97,6 +97,7 @@ def test_a_relanded_batch_with_new_content_is_ingested_once_more(landing, instan
 def test_files_that_are_not_batches_are_ignored(landing, instance):
     (landing / "notes.txt").write_text("hello")
     (landing / "2024-13.txt").write_bytes(HEADER_LINE)
+    (landing / "2025-13-45.txt").write_bytes(HEADER_LINE)  # shaped like a date, but none
     outcome = tick(landing, instance)
     assert outcome.skip_reason is not None
     assert instance.get_dynamic_partitions("batches") == []
