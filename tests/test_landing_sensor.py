@@ -225,8 +225,15 @@ def test_a_relanded_batch_refreshes_the_features_of_later_batches_that_read_it(
     before = features_of(landing, "2024-03-04")
 
     # The bank re-exports day 2 with other content: day 2 is re-ingested, then days 3 and 4,
-    # whose customer windows read day 2, are refreshed by the next tick.
-    write_days(landing / "redo", days=4, seed=5)
+    # whose customer windows read day 2, are refreshed by the next tick. The new transactions
+    # have ids of their own (an id another batch holds would be quarantined as duplicate_id).
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.simulation import SimulationParams
+    from fraud_assets.simulation.writer import write_simulation
+    from tests.conftest import SMALL
+
+    redo = SimulationParams(days=4, seed=5, first_transaction_id=10_000_000, **SMALL)
+    write_simulation(redo, *filesystem_for(str(landing / "redo")))
     for suffix in (".txt", ".done"):
         (landing / f"2024-03-02{suffix}").write_bytes(
             (landing / "redo" / f"2024-03-02{suffix}").read_bytes()
