@@ -90,9 +90,9 @@ def apply_rules(
     read back from the bytes, only for the rows that need it.
     """
     reasons = rules.reasons(parsed.valid)
-    failing = reasons.is_not_null()
-    if not failing.any():
+    if reasons is None:
         return parsed
+    failing = reasons.is_not_null()
     broken = parsed.valid.filter(failing)
     line_nos = broken["line_no"].to_numpy()
     moved = pl.DataFrame(

@@ -53,36 +53,56 @@ class RowRules:
         """The parser's out-of-range bound: the fixed maximum, or none once a registry decides."""
         return _NO_BOUND if self.terminals is not None else self.max_terminal_id
 
-    def reasons(self, rows: pl.DataFrame) -> pl.Series:
-        """One reason per row (a `Rule` value), null where the row keeps to every rule.
+    def reasons(self, rows: pl.DataFrame) -> pl.Series | None:
+        """One reason per row (a `Rule` value, null where the row keeps to every rule); None
+        when every row keeps to every rule (the usual case, decided without building strings).
 
         `rows` are parsed transactions: non-null `transaction_id`, `tx_datetime`, `terminal_id`
         and `tx_amount`.
         """
-        c = pl.col
-        checks: list[tuple[pl.Expr, Rule]] = [
-            (c("transaction_id") < 0, Rule.NEGATIVE_ID),
-            (c("tx_amount") > self.max_amount, Rule.AMOUNT_ABOVE_MAXIMUM),
+        if rows.height == 0:
+            return None
+        ids = rows["transaction_id"].to_numpy()
+        broken: list[tuple[np.ndarray, Rule]] = [
+            (ids < 0, Rule.NEGATIVE_ID),
+            (rows["tx_amount"].to_numpy() > self.max_amount, Rule.AMOUNT_ABOVE_MAXIMUM),
         ]
-        flags: dict[str, np.ndarray] = {}
         if self.terminals is not None:
-            flags["_unknown"] = ~_member(rows["terminal_id"].to_numpy(), self.terminals)
-            checks.append((c("_unknown"), Rule.UNKNOWN_TERMINAL))
+            known = _member(rows["terminal_id"].to_numpy(), self.terminals)
+            broken.append((~known, Rule.UNKNOWN_TERMINAL))
         if self.period is not None:
-            inside = c("tx_datetime").is_between(pl.lit(self.period.start), pl.lit(self.period.end))
-            checks.append((~inside, Rule.OUTSIDE_PERIOD))
-        if self.committed is not None and rows.height:
-            flags["_committed"] = self.committed(rows["transaction_id"].to_numpy())
-            checks.append((c("_committed"), Rule.DUPLICATE_ID))
-        reason = pl.when(checks[0][0]).then(pl.lit(checks[0][1].value))
-        for condition, rule in checks[1:]:
-            reason = reason.when(condition).then(pl.lit(rule.value))
-        frame = rows.with_columns(**{k: pl.Series(v) for k, v in flags.items()}) if flags else rows
-        return frame.select(reason.otherwise(None).cast(pl.String).alias("reason")).to_series()
+            stamps = rows["tx_datetime"].to_numpy()
+            start = np.datetime64(self.period.start, "us")
+            end = np.datetime64(self.period.end, "us")
+            broken.append(((stamps < start) | (stamps > end), Rule.OUTSIDE_PERIOD))
+        if self.committed is not None:
+            broken.append((self.committed(ids), Rule.DUPLICATE_ID))
+        any_broken = np.logical_or.reduce([flags for flags, _ in broken])
+        if not any_broken.any():
+            return None
+        # The first rule broken names the row (np.select takes the first true condition).
+        codes = np.select([flags for flags, _ in broken], range(1, len(broken) + 1), 0)
+        names = {0: None} | {i: rule.value for i, (_, rule) in enumerate(broken, 1)}
+        return pl.Series("reason", codes).replace_strict(names, return_dtype=pl.String)
+
+
+_TABLE_LIMIT = 1 << 22  # registries with ids below this are looked up in a boolean table
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """values[i] in sorted_set, by binary search (no hash table to build per batch)."""
+    """values[i] in sorted_set: a table lookup for small ids, else a binary search (no hash
+    table to build per batch)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    low, high = int(sorted_set[0]), int(sorted_set[-1])
+    if low >= 0 and high < _TABLE_LIMIT:
+        table = np.zeros(high + 2, dtype=bool)  # the last slot stands for every other id
+        table[sorted_set] = True
+        return table[np.clip(values, -1, high + 1)]
+    return _search(values, sorted_set)
+
+
+def _search(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     if len(sorted_set) == 0:
         return np.zeros(len(values), dtype=bool)
     at = np.searchsorted(sorted_set, values)
@@ -104,7 +124,7 @@ def committed_in(batches: dict[str, np.ndarray], batch_id: str) -> CommittedLook
         for other, known in batches.items():
             if other == batch_id or len(known) == 0 or known[0] > high or known[-1] < low:
                 continue
-            found |= _member(ids, known)
+            found |= _search(ids, known)
         return found
 
     return committed
