@@ -211,3 +211,21 @@ def test_clean_uses_the_terminal_file_beside_the_batches(tmp_path: Path):
     assert "unknown_terminal 1" in result.output
     quarantine = pl.read_parquet(lake / "quarantine" / f"{GOOD_DAY}.parquet")
     assert quarantine["reason"].to_list() == ["unknown_terminal"]
+
+
+def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path):
+    from fraud_assets.raw_format import HEADER_LINE
+
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    landing.mkdir()
+    good_batch(landing)
+    # Counters from 2024-05-01: days 2024-05-02..09 were never delivered.
+    seconds = 9 * 86_400 + 36_000
+    body = f"5,2024-05-10 10:00:00,3,4,12.50,{seconds},9,0,0\n".encode()
+    (landing / "2024-05-10.txt").write_bytes(HEADER_LINE + body)
+    args = ["features", str(landing), "--out", str(lake)]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "1 of 2 batch(es) failed" in text and "2024-05-02" in text
+    assert (lake / "features" / f"tx_date={GOOD_DAY}" / f"{GOOD_DAY}.parquet").exists()
