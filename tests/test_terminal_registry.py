@@ -85,3 +85,49 @@ def test_the_batch_assets_depend_on_the_registry(defs):
     graph = defs.resolve_asset_graph()
     parents = graph.get(CLEAN).parent_keys
     assert dg.AssetKey("terminal_registry") in parents
+
+
+def test_a_shared_id_counts_in_the_rows_conserved_check_of_the_batch_that_quarantined_it(
+    landing, defs, tmp_path
+):
+    """Through the Dagster assets: the second batch's copy of an id is quarantined, and its
+    blocking rows_conserved check passes counting it; the metadata says what was checked."""
+    from fraud_assets.raw_format import HEADER_LINE
+
+    rows = {
+        "2024-03-01": ["1,2024-03-01 10:00:00,3,4,5.00,36000,0,0,0"],
+        "2024-03-02": [
+            "1,2024-03-02 10:00:00,3,4,6.00,122400,1,0,0",
+            "2,2024-03-02 11:00:00,3,4,7.00,126000,1,0,0",
+        ],
+    }
+    for batch, lines in rows.items():
+        (landing / f"{batch}.txt").write_bytes(HEADER_LINE + ("\n".join(lines) + "\n").encode())
+    job = defs.resolve_job_def("ingest_batch")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("batches", list(rows))
+        for batch in rows:
+            run = job.execute_in_process(
+                partition_key=batch, instance=instance, asset_selection=[RAW, CLEAN, QUARANTINE]
+            )
+            assert run.success
+        (check,) = [
+            e.event_specific_data
+            for e in run.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and e.event_specific_data.check_name == "rows_conserved"
+        ]
+        assert check.passed
+        assert {k: v.value for k, v in check.metadata.items()} == {
+            "raw": 2,
+            "clean": 1,
+            "quarantined": 1,
+            "duplicates": 0,
+            "duplicate_ids_of_other_batches": 1,
+        }
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=CLEAN, asset_partitions=["2024-03-02"]), limit=1
+        ).records[0]
+        metadata = record.asset_materialization.metadata
+        assert metadata["period"].value == "2024-03-02"
+        assert metadata["terminals_checked_against"].value == "no registry: ids up to 999,999"

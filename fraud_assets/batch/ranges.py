@@ -99,6 +99,7 @@ class CleanSummary:
     duplicates: int
     origin: dt.date
     period: str  # the days the batch covers, e.g. 2025-01-01 or 2025-01-01..2025-01-31
+    terminals: str  # what terminal ids were checked against
     repaired: dict[str, int]
     by_reason: dict[str, int]
     conserved: bool
@@ -276,6 +277,7 @@ def _clean(
         duplicates=result.duplicates,
         origin=result.origin,
         period=str(period),
+        terminals=_terminal_check(config),
         repaired=dict(sorted(result.repaired.items())),
         by_reason=dict(sorted(result.quarantined_by_reason.items())),
         conserved=result.conserved,
@@ -289,6 +291,13 @@ def _clean(
             + "; ".join(outcome.clean.clean_schema[:3]),
         )
     return result.clean
+
+
+def _terminal_check(config: RangeConfig) -> str:
+    registry = config.registry
+    if registry is None:
+        return f"no registry: ids up to {config.max_terminal_id:,}"
+    return f"registry {registry.sha256[:12]} ({len(registry):,} terminals)"
 
 
 def _featurise(

@@ -108,6 +108,7 @@ def _clean_metadata(clean: CleanSummary) -> dict:
         "quarantined": clean.quarantined,
         "origin_date": clean.origin.isoformat(),
         "period": clean.period,
+        "terminals_checked_against": clean.terminals,
         "repaired": dg.MetadataValue.table(
             records=[dg.TableRecord({"repaired": k, "rows": v}) for k, v in clean.repaired.items()],
             schema=dg.TableSchema(
