@@ -65,6 +65,13 @@ def feature_engine() -> FeatureEngine:
     return SparkFeatureEngine(pyspark=local_spark(master))
 
 
+_AWS_SECRETS = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "AWS_SESSION_TOKEN",
+}
+
+
 def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
     """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
     landing, lake = landing_url(), lake_url()
@@ -74,8 +81,12 @@ def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeSto
 
     from resources.s3 import S3LakeStore, S3LandingZone
 
-    # Credentials come from the usual AWS chain (env, profile, instance role).
-    s3 = S3Resource(**{k: v for k, v in s3_settings.items() if v})
+    # Credentials come from the usual AWS chain (env, profile, instance role); keys given in the
+    # environment are also named in the resource (as EnvVar: the UI shows the names only).
+    secrets = {
+        field: dg.EnvVar(name) for field, name in _AWS_SECRETS.items() if os.environ.get(name)
+    }
+    s3 = S3Resource(**{k: v for k, v in s3_settings.items() if v}, **secrets)
     zone = (
         S3LandingZone(url=landing, s3=s3) if landing.startswith("s3") else LandingZone(url=landing)
     )

@@ -85,3 +85,24 @@ def test_the_key_appears_in_no_snapshot_run_record_log_or_lake_file(prod, tmp_pa
     assert files_containing(tmp_path / "lake", [key, password]) == []
     out, err = capfd.readouterr()
     assert prod["key"] not in out + err and prod["password"] not in out + err
+
+
+def test_s3_credentials_are_named_in_the_snapshot_never_given(prod, monkeypatch):
+    from resources.environments import build_resources
+
+    access, secret = "AKIA" + secrets.token_hex(8).upper(), "s3-secret-" + secrets.token_hex(16)
+    monkeypatch.setenv("FRAUD_LANDING_URL", "s3://bank-landing/batches")
+    monkeypatch.setenv("FRAUD_LAKE_URL", "s3://bank-lake/fraud")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    defs = build_definitions(build_resources())
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert access not in snapshot and secret not in snapshot
+    assert "AWS_SECRET_ACCESS_KEY" in snapshot
+    # Inside a run the resource resolves them: the filesystem gets the values.
+    from resources.s3 import s3fs_options
+
+    lake = dg.build_resources({"lake": defs.resources["lake"]})
+    with lake as resolved:
+        options = s3fs_options(resolved.lake.s3)
+    assert (options["key"], options["secret"]) == (access, secret)
