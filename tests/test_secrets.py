@@ -81,6 +81,7 @@ def test_the_key_appears_in_no_snapshot_run_record_log_or_lake_file(prod, tmp_pa
     pseudonyms = {Pseudonymizer(key).one("terminal", t) for t in range(400)}
     assert set(clean["terminal_id"].to_list()) <= pseudonyms
     # Run and event storage, compute logs, every lake file, and what the process printed.
+    assert list(home.rglob("compute_logs/*.err")), "the runs' compute logs are searched too"
     assert files_containing(home, [key, password]) == []
     assert files_containing(tmp_path / "lake", [key, password]) == []
     out, err = capfd.readouterr()
