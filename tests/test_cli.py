@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
@@ -229,3 +231,24 @@ def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path
     text = " ".join(result.output.split())
     assert "1 of 2 batch(es) failed" in text and "2024-05-02" in text
     assert (lake / "features" / f"tx_date={GOOD_DAY}" / f"{GOOD_DAY}.parquet").exists()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_no_file_content_crashes_clean_and_the_good_batch_is_always_cleaned(
+    tmp_path_factory, content
+):
+    from fraud_assets.raw_format import HEADER_LINE
+
+    root = tmp_path_factory.mktemp("fuzz")
+    landing, lake = root / "landing", root / "lake"
+    landing.mkdir()
+    good_batch(landing)
+    for data in (content, HEADER_LINE + content):
+        (landing / "2024-05-02.txt").write_bytes(data)
+        result = runner.invoke(app, ["clean", str(landing), "--out", str(lake)])
+        assert result.exit_code in (0, 1), result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        assert (lake / "clean" / f"tx_date={GOOD_DAY}" / f"{GOOD_DAY}.parquet").exists()
