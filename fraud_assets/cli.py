@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +12,12 @@ import typer
 from fsspec import AbstractFileSystem
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
 
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
-from fraud_assets.raw_format import DATA_SUFFIX, MARKER_SUFFIX, BatchMarker, is_batch_id
+from fraud_assets.settings import validation_settings
 from fraud_assets.simulation import FraudScenarios, SimulationParams
 from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import SimulationSummary, write_simulation
@@ -38,7 +41,7 @@ def progress_bar() -> Progress:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[detail]}", markup=False),
         TimeRemainingColumn(),
         console=console,
         transient=False,
@@ -227,7 +230,7 @@ def simulate(
     storage = {"client_kwargs": {"endpoint_url": s3_endpoint_url}} if s3_endpoint_url else {}
     fs, root = filesystem_for(out, **storage)
     summary = run_simulation(params, fs, root, dirty)
-    console.print(summary_line(summary, out))
+    console.print(Text(summary_line(summary, out)))
 
 
 def run_simulation(
@@ -260,60 +263,6 @@ def summary_line(s: SimulationSummary, out: str) -> str:
     return line
 
 
-def _raw_inputs(inputs: list[str]) -> list[tuple[str, str]]:
-    """(batch_id, path) for raw batch files given directly or as folders, in batch order."""
-    found: dict[str, str] = {}
-    for item in inputs:
-        path = Path(item)
-        files = sorted(path.glob(f"*{DATA_SUFFIX}")) if path.is_dir() else [path]
-        if not path.exists():
-            raise typer.BadParameter(f"{item}: no such file or folder", param_hint="INPUT")
-        for file in files:
-            stem = file.name.removesuffix(DATA_SUFFIX)
-            if file.name.endswith(DATA_SUFFIX) and is_batch_id(stem):
-                found[stem] = str(file)
-            elif not path.is_dir():
-                raise typer.BadParameter(
-                    f"{item}: not a raw batch file (expected YYYY-MM-DD.txt)", param_hint="INPUT"
-                )
-    if not found:
-        raise typer.BadParameter("no raw batch files (YYYY-MM-DD.txt) found", param_hint="INPUT")
-    return sorted(found.items())
-
-
-def _clean_one(
-    lake: Lake,
-    batch_id: str,
-    path: str,
-    pseudonymizer: object,
-    max_terminal_id: int,
-    origin_date: dt.datetime | None,
-) -> object | None:
-    """Clean one batch into the lake and print its conservation line; None if it is unreadable."""
-    from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.ingestion import RawBatchError
-    from fraud_assets.pipeline import clean_into_lake
-
-    marker_path = Path(path).with_suffix(MARKER_SUFFIX)
-    marker = BatchMarker.from_json(marker_path.read_bytes()) if marker_path.exists() else None
-    origin = origin_date.date() if origin_date else None
-    if origin is None and marker is not None:
-        origin = dt.date.fromisoformat(marker.origin_date)
-    config = CleaningConfig(max_terminal_id=max_terminal_id, origin_date=origin)
-    try:
-        r = clean_into_lake(lake, path, batch_id, pseudonymizer, config, name=path)
-    except RawBatchError as e:
-        console.print(f"[red]{e}")
-        return None
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.quarantined_by_reason.items()))
-    console.print(
-        f"{batch_id}: {r.raw_rows:,} raw = {r.clean.height:,} clean + "
-        f"{r.quarantine.height:,} quarantined ({reasons or 'none'}) + "
-        f"{r.duplicates:,} duplicates"
-    )
-    return r
-
-
 class Engine(StrEnum):
     POLARS = "polars"
     SPARK = "spark"
@@ -323,37 +272,148 @@ _INPUTS = typer.Argument(help="Raw batch files (YYYY-MM-DD.txt) or folders of th
 _LAKE_OUT = typer.Option(
     help="Output folder (or URL): clean/, quarantine/ and features/ Parquet, partitioned by date."
 )
-_MAX_TERMINAL = typer.Option(help="Terminal ids above this are quarantined as out of range.")
+_MAX_TERMINAL = typer.Option(
+    help="Without a terminal registry: terminal ids above this are quarantined as out of range."
+)
+_MAX_AMOUNT = typer.Option(
+    help="Amounts above this are quarantined (amount_above_maximum); lower ones are never clipped."
+)
+_TERMINALS = typer.Option(
+    help="The bank's terminal file (CSV with a terminal_id column): rows with other terminals are "
+    "quarantined as unknown_terminal. Default: terminals.csv beside the inputs, else the lake's "
+    "terminal registry, else --max-terminal-id alone.",
+    exists=True,
+    dir_okay=False,
+)
 _ORIGIN = typer.Option(
     formats=_DATE,
     help="Day the time counters count from (default: each batch's marker, else inferred).",
 )
 
 
+@dataclass(frozen=True)
+class _Validation:
+    max_terminal_id: int
+    max_amount: float
+    terminals: Path | None
+    origin_date: dt.datetime | None
+
+
+def _run_batches(
+    inputs: list[str],
+    out: str,
+    steps: set,
+    validation: _Validation,
+    engine: str = "polars",
+    spark: object | None = None,
+) -> tuple[object, list]:
+    """Run the platform's range code over local files; (source, outcomes)."""
+    from fraud_assets.batch.local import NoSuchInput, find_batches
+    from fraud_assets.batch.ranges import RangeConfig, ingest_range
+    from fraud_assets.privacy import Pseudonymizer
+
+    try:
+        source = find_batches(inputs)
+    except NoSuchInput as e:
+        raise typer.BadParameter(str(e), param_hint="INPUT") from None
+    if not source.paths and not source.refused:
+        raise typer.BadParameter("no raw batch files (YYYY-MM-DD.txt) found", param_hint="INPUT")
+    lake = Lake(*filesystem_for(out))
+    config = RangeConfig(
+        max_terminal_id=validation.max_terminal_id,
+        max_amount=validation.max_amount,
+        registry=_registry(validation, source, lake),
+        origin_date=validation.origin_date.date() if validation.origin_date else None,
+        engine=engine,
+        spark=spark,
+    )
+    names = ", ".join(sorted(s.value for s in steps))
+    with progress_bar() as progress:
+        task = progress.add_task(names, total=len(source.paths), detail="")
+        outcomes = ingest_range(
+            list(source.paths),
+            steps,
+            source,
+            lake,
+            Pseudonymizer(),
+            config,
+            row_estimate=source.row_estimate,
+            on_batch=lambda o: progress.update(task, advance=1, detail=o.batch_id),
+        )
+    return source, outcomes
+
+
+def _registry(validation: _Validation, source, lake: Lake):  # noqa: ANN001, ANN202
+    """The terminal file given or beside the inputs, else the lake's registry, else none."""
+    from fraud_assets.terminal_registry import RegistryError, parse_registry, read_registry
+
+    path = validation.terminals or source.terminals_file()
+    if path is not None:
+        try:
+            registry = parse_registry(Path(path).read_bytes(), str(path))
+        except (OSError, RegistryError) as e:
+            raise typer.BadParameter(str(e), param_hint="--terminals") from None
+    else:
+        registry = read_registry(lake)
+    if registry is not None:
+        console.print(Text(f"Terminals: {registry.describe()}"))
+    else:
+        console.print(
+            Text(
+                "Terminals: no registry (no terminals.csv beside the inputs, none in the lake): "
+                f"terminal ids above {validation.max_terminal_id:,} are quarantined."
+            )
+        )
+    return registry
+
+
+def _report(source, outcomes: list) -> int:  # noqa: ANN001 - a LocalBatches
+    """Print one row per batch (file contents are never read as markup); the exit code."""
+    table = Table(title="Batches", title_justify="left")
+    for name in ("batch", "raw", "clean", "quarantined (by reason)", "duplicates", "result"):
+        table.add_column(name, overflow="fold")
+    for o in outcomes:
+        cells = ["", "", "", ""]
+        if (c := o.clean) is not None:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in c.by_reason.items()) or "none"
+            quarantined = f"{c.quarantined:,} ({reasons})"
+            cells = [f"{c.raw_rows:,}", f"{c.clean_rows:,}", quarantined, f"{c.duplicates:,}"]
+        result = (
+            Text("ok", style="green")
+            if o.ok
+            else Text(f"FAILED ({o.failed_step}): {o.error}", style="red")
+        )
+        table.add_row(Text(source.display_path(o.batch_id)), *map(Text, cells), result)
+    for name, reason in source.refused.items():
+        table.add_row(Text(name), *(Text() for _ in range(4)), Text(f"FAILED: {reason}", "red"))
+    console.print(table)
+    failed = sum(not o.ok for o in outcomes) + len(source.refused)
+    if failed:
+        total = len(outcomes) + len(source.refused)
+        message = f"{failed} of {total} batch(es) failed; the others were processed."
+        console.print(Text(message, "red"))
+    return 1 if failed else 0
+
+
 @app.command()
 def clean(
     inputs: Annotated[list[str], _INPUTS],
     out: Annotated[str, _LAKE_OUT],
-    max_terminal_id: Annotated[int, _MAX_TERMINAL] = 999_999,
+    max_terminal_id: Annotated[int, _MAX_TERMINAL] = validation_settings().max_terminal_id,
+    max_amount: Annotated[float, _MAX_AMOUNT] = validation_settings().max_amount,
+    terminals: Annotated[Path | None, _TERMINALS] = None,
     origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
 ) -> None:
-    """Clean raw batches: repair timestamps and counters, drop duplicates, quarantine bad rows
-    (with line number, text and reason), pseudonymise ids (key: FRAUD_PSEUDONYM_KEY)."""
-    from fraud_assets.privacy import Pseudonymizer
+    """Clean raw batches: check header and completion marker, repair timestamps and counters,
+    drop duplicates, quarantine bad rows (with line number, text and reason), pseudonymise ids
+    (key: FRAUD_PSEUDONYM_KEY). Exits with 1 when any batch failed, naming it and why."""
+    from fraud_assets.batch.ranges import Step
 
-    lake = Lake(*filesystem_for(out))
-    batches = _raw_inputs(inputs)
-    pseudonymizer = Pseudonymizer()
-    failed = 0
-    with progress_bar() as progress:
-        task = progress.add_task("cleaning", total=len(batches), detail="")
-        for batch_id, path in batches:
-            result = _clean_one(lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date)
-            failed += result is None
-            progress.update(task, advance=1, detail=batch_id)
-    if failed:
-        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
-    console.print(f"Clean tables in {out}/clean, quarantine in {out}/quarantine")
+    validation = _Validation(max_terminal_id, max_amount, terminals, origin_date)
+    source, outcomes = _run_batches(inputs, out, {Step.RAW, Step.CLEAN}, validation)
+    code = _report(source, outcomes)
+    console.print(Text(f"Clean tables in {out}/clean, quarantine in {out}/quarantine"))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -364,20 +424,18 @@ def features(
     spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = (
         "local[2]"
     ),
-    max_terminal_id: Annotated[int, _MAX_TERMINAL] = 999_999,
+    max_terminal_id: Annotated[int, _MAX_TERMINAL] = validation_settings().max_terminal_id,
+    max_amount: Annotated[float, _MAX_AMOUNT] = validation_settings().max_amount,
+    terminals: Annotated[Path | None, _TERMINALS] = None,
     origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
 ) -> None:
     """Clean raw batches, then compute the features of DESIGN.md §3.4 for each, in date order
     (each batch uses up to 37 days of earlier history from the same output folder).
-    Take the committed rows out with: fraud lake export features FILE --lake OUT."""
-    from fraud_assets.lake import MissingHistoryError
-    from fraud_assets.pipeline import features_into_lake
-    from fraud_assets.privacy import Pseudonymizer
+    Take the committed rows out with: fraud lake export features FILE --lake OUT. Exits with 1
+    when any batch failed."""
+    from fraud_assets.batch.ranges import Step
 
     engine = Engine(engine).value
-    lake = Lake(*filesystem_for(out))
-    batches = _raw_inputs(inputs)
-    pseudonymizer = Pseudonymizer()
     spark = None
     if engine == "spark":
         from pyspark.sql import SparkSession
@@ -389,27 +447,18 @@ def features(
             .config("spark.driver.maxResultSize", "0")
             .getOrCreate()
         )
-    rows = failed = 0
-    with progress_bar() as progress:
-        task = progress.add_task(f"clean + features ({engine})", total=len(batches), detail="")
-        for batch_id, path in batches:
-            cleaned = _clean_one(lake, batch_id, path, pseudonymizer, max_terminal_id, origin_date)
-            if cleaned is None:
-                failed += 1
-            else:
-                try:  # featurised from the clean table still in memory, history from the lake
-                    features = features_into_lake(lake, batch_id, engine, spark, cleaned.clean)
-                    rows += features.height
-                except MissingHistoryError as e:
-                    console.print(f"[yellow]{e}")
-            progress.update(task, advance=1, detail=batch_id)
-    if failed:
-        console.print(f"[red]{failed} batch(es) could not be cleaned; the others were.")
+    validation = _Validation(max_terminal_id, max_amount, terminals, origin_date)
+    steps = {Step.RAW, Step.CLEAN, Step.FEATURES}
+    source, outcomes = _run_batches(inputs, out, steps, validation, engine, spark)
+    code = _report(source, outcomes)
+    rows = sum(o.features.rows for o in outcomes if o.features is not None)
     console.print(
-        f"{rows:,} feature rows in {out}/features — export them with "
-        f"fraud lake export features features.parquet --lake {out}",
-        markup=False,
+        Text(
+            f"{rows:,} feature rows in {out}/features — export them with "
+            f"fraud lake export features features.parquet --lake {out}"
+        )
     )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -444,7 +493,7 @@ def reports(
     from resources.environments import lake_url
 
     url = lake or lake_url()
-    console.print(f"Reports of {url} on http://{host}:{port}/")
+    console.print(Text(f"Reports of {url} on http://{host}:{port}/"))
     uvicorn.run(create_app(Lake(*filesystem_for(url))), host=host, port=port, log_level="warning")
 
 

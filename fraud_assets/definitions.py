@@ -7,17 +7,19 @@ import dagster as dg
 from fraud_assets.defs.ingest import ingest_batches
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.models import challenger_model, champion_review, train_and_review_job
+from fraud_assets.defs.registry import refresh_terminal_registry, terminal_registry
 from resources.environments import build_resources
 from sensors.landing import landing_sensor
+from sensors.registry import terminal_registry_sensor
 from sensors.retraining import retraining_sensor
 
 
 def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Definitions:
     """Tests and tools pass their own resources; the code location uses the environment's."""
     return dg.Definitions(
-        assets=[ingest_batches, challenger_model, champion_review],
-        jobs=[ingest_batch_job, train_and_review_job],
-        sensors=[landing_sensor, retraining_sensor],
+        assets=[terminal_registry, ingest_batches, challenger_model, champion_review],
+        jobs=[ingest_batch_job, train_and_review_job, refresh_terminal_registry],
+        sensors=[landing_sensor, retraining_sensor, terminal_registry_sensor],
         resources=dict(resources) if resources is not None else build_resources(),
         # Steps of a batch run one after another anyway; one process per step would re-import
         # the code location for each (≈ 150 s instead of ≈ 3 s for an ingest run from the UI).

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEMO_START = dt.date(2025, 1, 1)
@@ -68,10 +69,16 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
             start_day=max(days - DRIFT_FROM_END, 1), amount_factor=1.5, tx_per_day_factor=1.5
         ),
     )
-    console.print(summary_line(run_simulation(params, *filesystem_for(url), DIRTY_RATE), url))
+    console.print(
+        escape(summary_line(run_simulation(params, *filesystem_for(url), DIRTY_RATE), url))
+    )
 
     console.rule("[bold]2. Landing sensor: register the batches, ingest them in ranged runs")
     instance = dg.DagsterInstance.get()
+    # The terminal registry first: cleaning quarantines rows of terminals the bank does not know.
+    registry = tick_sensor(defs, instance, "terminal_registry_sensor", log_level="WARNING")
+    for key, error in registry.failed.items():
+        console.print(f"[red]terminal registry run {key} failed: {escape(error.splitlines()[0])}")
     ingest_started = time.perf_counter()
     with progress_bar() as progress:
         task = progress.add_task("ingest (raw → clean → features → drift)", total=days, detail="")
@@ -85,7 +92,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
             ),
         )
     for key, error in outcome.failed.items():
-        console.print(f"[red]{key}: {error.splitlines()[0]}")
+        console.print(f"[red]{escape(key)}: {escape(error.splitlines()[0])}")
     _batches_table(console, instance, summary)
     took = time.perf_counter() - ingest_started
     console.print(
@@ -99,9 +106,9 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     with console.status("training CatBoost and running the champion–challenger review…"):
         training = tick_sensor(defs, instance, "retraining_sensor", log_level="WARNING")
     if training.skip_reason:
-        console.print(f"retraining_sensor: {training.skip_reason}")
+        console.print(f"retraining_sensor: {escape(training.skip_reason)}")
     for key, error in training.failed.items():
-        console.print(f"[red]training run {key} failed: {error.splitlines()[0]}")
+        console.print(f"[red]training run {key} failed: {escape(error.splitlines()[0])}")
     _model_report(console, instance, summary)
 
     console.rule("[bold]4. Scoring service: the champion answers the newest day, one by one")
@@ -109,7 +116,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     _score_newest_day(console, newest, lake_url(), summary)
 
     _print_summary(console, summary, home, time.perf_counter() - started)
-    if outcome.failed or training.failed:
+    if outcome.failed or training.failed or registry.failed:
         raise SystemExit(1)
 
 
@@ -178,7 +185,9 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
     scorer.model_source.refresh()
     if scorer.model_source.current is None:
         error = scorer.model_source.last_error or "the registry has no champion"
-        console.print(f"[yellow]No champion model ({error}): skipping the scoring step.")
+        console.print(
+            f"[yellow]No champion model ({escape(str(error))}): skipping the scoring step."
+        )
         return
     day = dt.date.fromisoformat(raw_file.stem)
     # The online store starts from the batch pipeline's snapshot of the days before.

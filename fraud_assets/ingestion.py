@@ -29,11 +29,11 @@ def inspect_raw_batch(stream: IO[bytes], name: str, marker: bytes | None = None)
     """
     first = stream.read(len(HEADER_LINE))
     if first != HEADER_LINE:
-        line = (first + stream.read(300)).split(b"\n", 1)[0]
-        found = line.decode("utf-8", "replace")
+        start = first + stream.read(300)
+        found = start.split(b"\n", 1)[0].decode("utf-8", "replace")[:200] or "<empty file>"
         raise RawBatchError(
-            f"{name} line 1: header does not match the raw batch format.\n"
-            f"  expected: {HEADER}\n  found:    {found[:200]}"
+            f"{name} line 1: header does not match the raw batch format{_hint(start)}.\n"
+            f"  expected: {HEADER}\n  found:    {found}"
         )
     digest = hashlib.sha256(first)
     size, newlines, last = len(first), 0, b"\n"
@@ -46,6 +46,17 @@ def inspect_raw_batch(stream: IO[bytes], name: str, marker: bytes | None = None)
     stats = RawBatchStats(rows=rows, bytes=size, sha256=digest.hexdigest())
     _check_against_marker(stats, name, marker)
     return stats
+
+
+def _hint(start: bytes) -> str:
+    """What a wrong first line most likely is, when we can tell."""
+    if start.startswith(b"\x1f\x8b"):
+        return " (the file is gzip-compressed: land it uncompressed)"
+    if start.startswith(b"\xef\xbb\xbf"):
+        return " (the file starts with a UTF-8 byte-order mark)"
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return " (the file is UTF-16: land it as UTF-8)"
+    return ""
 
 
 def _check_against_marker(stats: RawBatchStats, name: str, marker: bytes | None) -> None:

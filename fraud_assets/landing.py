@@ -12,6 +12,7 @@ from fraud_assets.raw_format import (
     DATA_SUFFIX,
     MANIFEST_SUFFIX,
     MARKER_SUFFIX,
+    TERMINALS_FILE,
     BatchMarker,
     data_name,
     is_batch_id,
@@ -67,7 +68,9 @@ def list_landing(fs: AbstractFileSystem, root: str) -> LandingListing:
                     complete=marker_name(batch_id) in entries,
                 )
             )
-        elif not (name.endswith(MARKER_SUFFIX) or name.endswith(MANIFEST_SUFFIX)):
+        elif not (
+            name.endswith(MARKER_SUFFIX) or name.endswith(MANIFEST_SUFFIX) or name == TERMINALS_FILE
+        ):
             ignored.append(name)
     return LandingListing(batches, ignored)
 

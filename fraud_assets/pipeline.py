@@ -45,9 +45,7 @@ def clean_into_lake(
     result = clean_batch(source, batch_id, pseudonymizer, config, name=name)
     if not result.conserved:  # a bug, never bad data: every line has exactly one destination
         raise AssertionError(f"{batch_id}: rows not conserved")
-    dates = result.clean["tx_datetime"].dt.date()
-    first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
-    last = dates.max() if result.clean.height else first
+    first, last = _coverage(result, batch_id, config)
     coverage = BatchCoverage(
         batch_id,
         first.isoformat(),
@@ -59,6 +57,18 @@ def clean_into_lake(
     # Clean rows, quarantine (raw lines to the restricted zone) and coverage: one commit.
     lake.commit_clean(batch_id, result.clean, result.quarantine, coverage)
     return result
+
+
+def _coverage(
+    result: CleanResult, batch_id: str, config: CleaningConfig
+) -> tuple[dt.date, dt.date]:
+    """The days the batch delivers: its period when known (rows outside it were quarantined, so
+    they cannot widen it and hide a gap), else the days its clean rows fall on."""
+    if config.period is not None:
+        return config.period.first, config.period.last
+    dates = result.clean["tx_datetime"].dt.date()
+    first = dates.min() if result.clean.height else dt.date.fromisoformat(batch_id)
+    return first, dates.max() if result.clean.height else first
 
 
 def features_for_batch(
@@ -134,7 +144,8 @@ def features_for_batches(
     first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
         days=LOOKBACK_DAYS
     )
-    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready)
+    # One day more: a batch's `24:00:00` of its last day is filed under the next date.
+    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready) + dt.timedelta(days=1)
     if engine == "spark" and (urls := _spark_urls(lake, first, last)) is not None:
         # Spark reads the committed clean files itself: the history never passes through Python.
         if not urls:

@@ -16,7 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT
 from fraud_assets.features.spec import WINDOWS_DAYS
+from fraud_assets.raw_format import BatchPeriod
 
 SECONDS_PER_DAY = 86_400
 
@@ -39,8 +41,8 @@ class Check:
         if self.kind == "isin":
             return f"isin({list(self.value)!r})"
         if self.kind == "in_range":
-            return f"in_range({self.value!r}, {self.upper!r})"
-        return f"{names[self.kind]}({self.value!r})"
+            return f"in_range({self.value}, {self.upper})"
+        return f"{names[self.kind]}({self.value})"
 
     def passes(self, column: pl.Expr) -> pl.Expr:
         if self.kind == "ge":
@@ -73,6 +75,10 @@ def ge(value: Any) -> Check:  # noqa: ANN401
 
 def gt(value: Any) -> Check:  # noqa: ANN401
     return Check("gt", value)
+
+
+def le(value: Any) -> Check:  # noqa: ANN401
+    return Check("le", value)
 
 
 def isin(values: Sequence[Any]) -> Check:
@@ -215,28 +221,40 @@ def _frame_check(passes: Callable[[], pl.Expr]) -> Callable:
     return check
 
 
-CleanTransactions = TableSchema(
-    "CleanTransactions",
-    (
-        Column("transaction_id", pl.Int64(), (ge(0),), unique=True),
-        Column("tx_datetime", pl.Datetime("us")),
-        Column("customer_id", pl.Int64(), (ge(0),)),  # a pseudonym: 63-bit HMAC
-        Column("terminal_id", pl.Int64(), (ge(0),)),
-        Column("tx_amount", pl.Float64(), (gt(0),)),  # never clipped: large amounts are fraud
-        Column("tx_time_seconds", pl.Int64()),
-        Column("tx_time_days", pl.Int64()),
-        Column("tx_fraud", pl.Int8(), (isin([0, 1]),)),
-        Column("tx_fraud_scenario", pl.Int8(), (in_range(0, 3),)),
-        Column("batch_id", pl.String()),
-    ),
-    strict=True,
-    table_checks=(
-        TableCheck(
-            "days_follow_seconds",
-            lambda: pl.col("tx_time_days") == pl.col("tx_time_seconds").floordiv(SECONDS_PER_DAY),
+def clean_transactions_schema(
+    max_amount: float = DEFAULT_MAX_AMOUNT, period: BatchPeriod | None = None
+) -> TableSchema:
+    """The clean table's rules; a batch's own table is also held to its period (the bounds the
+    cleaning rules quarantine by, so a table that passed cleaning passes these)."""
+    in_period = (in_range(period.start, period.end),) if period is not None else ()
+    return TableSchema(
+        "CleanTransactions",
+        (
+            Column("transaction_id", pl.Int64(), (ge(0),), unique=True),
+            Column("tx_datetime", pl.Datetime("us"), in_period),
+            Column("customer_id", pl.Int64(), (ge(0),)),  # a pseudonym: 63-bit HMAC
+            Column("terminal_id", pl.Int64(), (ge(0),)),
+            # Never clipped (large amounts are fraud); only impossible ones are kept out.
+            Column("tx_amount", pl.Float64(), (gt(0), le(max_amount))),
+            Column("tx_time_seconds", pl.Int64()),
+            Column("tx_time_days", pl.Int64()),
+            Column("tx_fraud", pl.Int8(), (isin([0, 1]),)),
+            Column("tx_fraud_scenario", pl.Int8(), (in_range(0, 3),)),
+            Column("batch_id", pl.String()),
         ),
-    ),
-)
+        strict=True,
+        table_checks=(
+            TableCheck(
+                "days_follow_seconds",
+                lambda: (
+                    pl.col("tx_time_days") == pl.col("tx_time_seconds").floordiv(SECONDS_PER_DAY)
+                ),
+            ),
+        ),
+    )
+
+
+CleanTransactions = clean_transactions_schema()
 
 QuarantinedTransactions = TableSchema(
     "QuarantinedTransactions",

@@ -32,3 +32,27 @@ class BatchSettings(BaseSettings):
 @lru_cache(maxsize=1)
 def batch_settings() -> BatchSettings:
     return BatchSettings()
+
+
+class ValidationSettings(BaseSettings):
+    """Bounds of the data contract that cleaning holds every row to (docs in README, Validation)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore")
+
+    max_amount: float = Field(
+        default=10_000_000.0,
+        gt=0,
+        description="FRAUD_MAX_AMOUNT: rows with a larger amount are quarantined as "
+        "amount_above_maximum (amounts below it are never clipped)",
+    )
+    max_terminal_id: int = Field(
+        default=999_999,
+        ge=0,
+        description="FRAUD_MAX_TERMINAL_ID: without a terminal registry, larger terminal ids are "
+        "quarantined as terminal_out_of_range; with one, the registry decides",
+    )
+
+
+@lru_cache(maxsize=1)
+def validation_settings() -> ValidationSettings:
+    return ValidationSettings()

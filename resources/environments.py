@@ -1,9 +1,16 @@
-"""The one place that chooses resources per environment (FRAUD_ENV: dev, the default, or prod)."""
+"""The one place that chooses resources per environment (FRAUD_ENV: dev, the default, or prod).
+
+Secrets (the pseudonymisation key, a tracking URI that may carry a password) reach resources as
+`dg.EnvVar`: the code location's snapshot, which the Dagster UI shows, holds the variable's name,
+never its value (docs/secrets.md lists them all).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import dagster as dg
 
 from resources.models import ModelStore, ModelTraining
 from resources.processing import FeatureEngine, PseudonymKey
@@ -23,12 +30,17 @@ def lake_url() -> str:
     return os.environ.get("FRAUD_LAKE_URL") or str(data_dir() / "lake")
 
 
-def model_store() -> ModelStore:
-    """FRAUD_MLFLOW_TRACKING_URI, else a SQLite file and artifact folder under the data dir."""
+def model_store(for_definitions: bool = False) -> ModelStore:
+    """FRAUD_MLFLOW_TRACKING_URI, else a SQLite file and artifact folder under the data dir.
+
+    `for_definitions`: the URI (`postgresql://user:password@…` perhaps) is referenced as an
+    EnvVar, resolved only inside runs; command-line tools, which show no snapshot, get the value.
+    """
     uri = os.environ.get("FRAUD_MLFLOW_TRACKING_URI")
     if uri:
         return ModelStore(
-            tracking_uri=uri, artifact_location=os.environ.get("FRAUD_MLFLOW_ARTIFACTS")
+            tracking_uri=dg.EnvVar("FRAUD_MLFLOW_TRACKING_URI") if for_definitions else uri,
+            artifact_location=os.environ.get("FRAUD_MLFLOW_ARTIFACTS"),
         )
     folder = data_dir() / "mlflow"
     return ModelStore(
@@ -53,6 +65,13 @@ def feature_engine() -> FeatureEngine:
     return SparkFeatureEngine(pyspark=local_spark(master))
 
 
+_AWS_SECRETS = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "AWS_SESSION_TOKEN",
+}
+
+
 def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
     """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
     landing, lake = landing_url(), lake_url()
@@ -62,8 +81,12 @@ def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeSto
 
     from resources.s3 import S3LakeStore, S3LandingZone
 
-    # Credentials come from the usual AWS chain (env, profile, instance role).
-    s3 = S3Resource(**{k: v for k, v in s3_settings.items() if v})
+    # Credentials come from the usual AWS chain (env, profile, instance role); keys given in the
+    # environment are also named in the resource (as EnvVar: the UI shows the names only).
+    secrets = {
+        field: dg.EnvVar(name) for field, name in _AWS_SECRETS.items() if os.environ.get(name)
+    }
+    s3 = S3Resource(**{k: v for k, v in s3_settings.items() if v}, **secrets)
     zone = (
         S3LandingZone(url=landing, s3=s3) if landing.startswith("s3") else LandingZone(url=landing)
     )
@@ -80,7 +103,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "lake": store,
             "pseudonym_key": PseudonymKey(),
             "feature_engine": feature_engine(),
-            "models": model_store(),
+            "models": model_store(for_definitions=True),
             "model_training": model_training(),
         }
     if env == "prod":
@@ -105,9 +128,9 @@ def build_resources(env: str | None = None) -> dict[str, object]:
         return {
             "landing_zone": zone,
             "lake": store,
-            "pseudonym_key": PseudonymKey(key=os.environ["FRAUD_PSEUDONYM_KEY"]),
+            "pseudonym_key": PseudonymKey(key=dg.EnvVar("FRAUD_PSEUDONYM_KEY")),
             "feature_engine": feature_engine(),
-            "models": model_store(),
+            "models": model_store(for_definitions=True),
             "model_training": model_training(),
         }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

@@ -66,7 +66,17 @@ class LandingZone(FsspecLocation):
 
     def display_path(self, batch_id: str) -> str:
         """The batch file as people would name it: the URL, not the backend's bare path."""
-        return f"{self.url.rstrip('/')}/{data_name(batch_id)}"
+        return self.display_file(data_name(batch_id))
+
+    def display_file(self, name: str) -> str:
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def read_file(self, name: str) -> bytes | None:
+        """A small file of the landing zone (e.g. the terminal registry); None if absent."""
+        fs, root = self.filesystem()
+        path = _join(root, name)
+        fs.invalidate_cache(root)
+        return fs.cat_file(path) if fs.exists(path) else None
 
 
 class LakeStore(FsspecLocation):

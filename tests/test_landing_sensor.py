@@ -97,6 +97,7 @@ def test_a_relanded_batch_with_new_content_is_ingested_once_more(landing, instan
 def test_files_that_are_not_batches_are_ignored(landing, instance):
     (landing / "notes.txt").write_text("hello")
     (landing / "2024-13.txt").write_bytes(HEADER_LINE)
+    (landing / "2025-13-45.txt").write_bytes(HEADER_LINE)  # shaped like a date, but none
     outcome = tick(landing, instance)
     assert outcome.skip_reason is not None
     assert instance.get_dynamic_partitions("batches") == []
@@ -224,8 +225,15 @@ def test_a_relanded_batch_refreshes_the_features_of_later_batches_that_read_it(
     before = features_of(landing, "2024-03-04")
 
     # The bank re-exports day 2 with other content: day 2 is re-ingested, then days 3 and 4,
-    # whose customer windows read day 2, are refreshed by the next tick.
-    write_days(landing / "redo", days=4, seed=5)
+    # whose customer windows read day 2, are refreshed by the next tick. The new transactions
+    # have ids of their own (an id another batch holds would be quarantined as duplicate_id).
+    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.simulation import SimulationParams
+    from fraud_assets.simulation.writer import write_simulation
+    from tests.conftest import SMALL
+
+    redo = SimulationParams(days=4, seed=5, first_transaction_id=10_000_000, **SMALL)
+    write_simulation(redo, *filesystem_for(str(landing / "redo")))
     for suffix in (".txt", ".done"):
         (landing / f"2024-03-02{suffix}").write_bytes(
             (landing / "redo" / f"2024-03-02{suffix}").read_bytes()

@@ -5,28 +5,35 @@ from __future__ import annotations
 import datetime as dt
 from unittest import mock
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.cleaning import parsing
 from fraud_assets.cleaning.parsing import ParsedBatch, parse_batch
-from fraud_assets.raw_format import HEADER_LINE
+from fraud_assets.cleaning.rules import RowRules, committed_in
+from fraud_assets.raw_format import HEADER_LINE, BatchPeriod
 from tests.conftest import write_days
 
 MAX_TERMINAL = 999_999
+RULES = RowRules(max_terminal_id=MAX_TERMINAL)
 
 
-def general_only(data: bytes) -> ParsedBatch:
+def general_only(data: bytes, rules: RowRules = RULES) -> ParsedBatch:
     """The whole batch through the general (Polars string) parser: the reference."""
-    return parsing._parse_all_generally(data, len(HEADER_LINE), MAX_TERMINAL)
+    start = len(HEADER_LINE)
+    parsed = parsing._parse_all_generally(data, start, rules.terminal_bound)
+    return parsing.apply_rules(parsed, data, start, rules)
 
 
-def fast(data: bytes, block_bytes: int, min_lines_for_general: int = 100_000) -> ParsedBatch:
+def fast(
+    data: bytes, block_bytes: int, min_lines_for_general: int = 100_000, rules: RowRules = RULES
+) -> ParsedBatch:
     with (
         mock.patch.object(parsing, "BLOCK_BYTES", block_bytes),
         mock.patch.object(parsing, "GENERAL_PARSER_MIN_LINES", min_lines_for_general),
     ):
-        return parse_batch(data, "batch.txt", MAX_TERMINAL)
+        return parse_batch(data, "batch.txt", rules)
 
 
 def assert_same(got: ParsedBatch, want: ParsedBatch) -> None:
@@ -95,6 +102,45 @@ def test_the_fast_parser_agrees_with_the_general_one_on_any_lines(data, block_by
     assert_same(fast(data, block_bytes), general_only(data))
 
 
+def _committed(ids: list[int]):  # noqa: ANN202 - a CommittedLookup
+    return committed_in({"other": np.unique(np.array(ids, dtype=np.int64))}, "batch")
+
+
+small_ids = st.lists(st.integers(0, 40), max_size=20)
+row_rules = st.builds(
+    lambda registry, period, days, max_amount, committed: RowRules(
+        max_amount=max_amount,
+        max_terminal_id=MAX_TERMINAL,
+        terminals=None if registry is None else np.unique(np.array(registry, dtype=np.int64)),
+        period=None if period is None else BatchPeriod(period, period + dt.timedelta(days=days)),
+        committed=None if committed is None else _committed(committed),
+    ),
+    st.none() | st.lists(st.integers(0, 2 * MAX_TERMINAL), max_size=30) | small_ids,
+    st.none() | st.dates(dt.date(1999, 1, 1), dt.date(2031, 12, 31)),
+    st.integers(0, 4000),
+    st.floats(0.5, 2e7),
+    st.none() | small_ids,
+)
+small_lines = st.tuples(st.integers(-5, 40), st.integers(0, 40), st.integers(1, 3000), stamps).map(
+    lambda t: f"{t[0]},{t[3]},1,{t[1]},{t[2]}.00,0,0,0,0"
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.one_of(lines(), small_lines), max_size=40),
+    block_bytes=st.integers(1, 600),
+    rules=row_rules,
+)
+def test_the_rules_give_the_same_verdicts_on_either_parsers_rows(rows, block_bytes, rules):
+    """A row the fast parser accepted and a rule refuses is quarantined with its original text,
+    exactly as if the general parser had read it."""
+    data = HEADER_LINE + "\n".join(rows).encode()
+    got = fast(data, block_bytes, rules=rules)
+    assert_same(got, general_only(data, rules))
+    assert got.raw_rows == got.valid.height + got.rejected.height
+
+
 def test_every_odd_spelling_in_every_field_gets_the_general_parsers_verdict():
     good = GOOD_LINE.split(",")
     lines = [GOOD_LINE]
@@ -128,6 +174,6 @@ def test_simulator_output_is_read_entirely_by_the_fast_parser(tmp_path):
 
 def test_a_line_that_is_not_utf8_is_quarantined_with_its_bytes_escaped():
     data = HEADER_LINE + b"1,2024-03-01 10:00:00,1,2,5.00,36000,0,0,0\n2,\xff\xfe,1\n"
-    parsed = parse_batch(data, "batch.txt", MAX_TERMINAL)
+    parsed = parse_batch(data, "batch.txt", RULES)
     assert parsed.valid["transaction_id"].to_list() == [1]
     assert parsed.rejected.rows() == [(3, "2,\\xff\\xfe,1", "unparseable")]

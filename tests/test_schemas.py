@@ -15,17 +15,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.raw_format import BatchPeriod
 from fraud_assets.schemas import (
     CleanTransactions,
     QuarantinedTransactions,
     SchemaViolation,
     TableSchema,
     TransactionFeatures,
+    clean_transactions_schema,
     find_failures,
     to_pandera,
 )
 
-SCHEMAS = {s.name: s for s in (CleanTransactions, QuarantinedTransactions, TransactionFeatures)}
+SCHEMAS = {
+    "clean": CleanTransactions,
+    # A batch's own clean table: timestamps held to its days, a lower amount maximum.
+    "clean of a batch": clean_transactions_schema(
+        4.0, BatchPeriod(dt.date(2010, 1, 1), dt.date(2020, 12, 31))
+    ),
+    "quarantine": QuarantinedTransactions,
+    "features": TransactionFeatures,
+}
 
 
 def pandera_failures(schema: TableSchema, frame: pl.DataFrame) -> dict[tuple[str, str], int]:

@@ -20,8 +20,10 @@ from typing import IO, Protocol
 
 import polars as pl
 
+from fraud_assets.batch.committed import CommittedIds
 from fraud_assets.batch.state import history_versions, record_features, record_refusal
 from fraud_assets.cleaning import CleaningConfig
+from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_TERMINAL_ID
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.ingestion import RawBatchError, RawBatchStats, inspect_raw_batch
 from fraud_assets.lake import FEATURES, Lake, MissingHistoryError
@@ -42,7 +44,8 @@ from fraud_assets.monitoring.reference import (
 )
 from fraud_assets.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import BatchMarker
+from fraud_assets.raw_format import BatchMarker, batch_period
+from fraud_assets.terminal_registry import TerminalRegistry
 
 
 class Step(StrEnum):
@@ -60,7 +63,11 @@ QUALITY_COLUMNS += ["tx_amount", "terminal_id"]
 
 
 class BatchSource(Protocol):
-    """Where raw batches are read from (the landing zone)."""
+    """Where raw batches are read from (the landing zone, or files named on the command line).
+
+    A source whose batches are local files may also offer `local_path(batch_id) -> str`: cleaning
+    then maps the file instead of reading it into memory.
+    """
 
     def open_batch(self, batch_id: str) -> IO[bytes]: ...
 
@@ -71,7 +78,9 @@ class BatchSource(Protocol):
 
 @dataclass(frozen=True)
 class RangeConfig:
-    max_terminal_id: int = 999_999
+    max_terminal_id: int = DEFAULT_MAX_TERMINAL_ID  # only when there is no registry
+    max_amount: float = DEFAULT_MAX_AMOUNT
+    registry: TerminalRegistry | None = None  # terminals not in it are quarantined
     origin_date: dt.date | None = None  # default: each batch's marker, else inferred
     engine: str = "polars"
     spark: object | None = None
@@ -89,6 +98,8 @@ class CleanSummary:
     quarantined: int
     duplicates: int
     origin: dt.date
+    period: str  # the days the batch covers, e.g. 2025-01-01 or 2025-01-01..2025-01-31
+    terminals: str  # what terminal ids were checked against
     repaired: dict[str, int]
     by_reason: dict[str, int]
     conserved: bool
@@ -155,6 +166,7 @@ def ingest_range(
     order = sorted(dict.fromkeys(batch_ids))
     outcomes: list[BatchOutcome] = []
     drift = _DriftJudge(lake, config, champion) if Step.DRIFT in steps else None
+    committed = CommittedIds.from_lake(lake) if Step.CLEAN in steps else None
     for chunk in _chunks(order, row_estimate, config.chunk_rows):
         results = {b: BatchOutcome(b) for b in chunk}
         cleans: dict[str, pl.DataFrame] = {}
@@ -163,7 +175,7 @@ def ingest_range(
             if Step.RAW in steps:
                 _check_raw(outcome, source)
             if Step.CLEAN in steps and outcome.ok:
-                frame = _clean(outcome, source, lake, pseudonymizer, config)
+                frame = _clean(outcome, source, lake, pseudonymizer, config, committed)
                 if frame is not None:
                     cleans[batch_id] = frame
         features: dict[str, pl.DataFrame] = {}
@@ -214,35 +226,62 @@ def _clean(
     lake: Lake,
     pseudonymizer: Pseudonymizer,
     config: RangeConfig,
+    committed: CommittedIds,
 ) -> pl.DataFrame | None:
-    from fraud_assets.schemas import CleanTransactions, QuarantinedTransactions, failures
+    from fraud_assets.schemas import (
+        QuarantinedTransactions,
+        clean_transactions_schema,
+        failures,
+    )
 
     batch_id = outcome.batch_id
     name = source.display_path(batch_id)
     marker = BatchMarker.from_json(source.marker(batch_id) or b"")
-    origin = config.origin_date or (
-        dt.date.fromisoformat(marker.origin_date) if marker and marker.origin_date else None
-    )
-    settings = CleaningConfig(max_terminal_id=config.max_terminal_id, origin_date=origin)
     try:
-        with source.open_batch(batch_id) as stream:
-            result = clean_into_lake(lake, stream.read(), batch_id, pseudonymizer, settings, name)
+        period = batch_period(batch_id, marker)
+        origin = config.origin_date or (
+            dt.date.fromisoformat(marker.origin_date) if marker and marker.origin_date else None
+        )
+    except ValueError as e:
+        outcome.fail(Step.CLEAN, f"{name}: {e}")
+        return None
+    settings = CleaningConfig(
+        max_terminal_id=config.max_terminal_id,
+        origin_date=origin,
+        max_amount=config.max_amount,
+        terminals=config.registry.ids if config.registry is not None else None,
+        period=period,
+        committed=committed.of_others(batch_id),
+    )
+    local_path = getattr(source, "local_path", None)
+    try:
+        if local_path is not None:
+            result = clean_into_lake(
+                lake, local_path(batch_id), batch_id, pseudonymizer, settings, name
+            )
+        else:
+            with source.open_batch(batch_id) as stream:
+                data = stream.read()
+            result = clean_into_lake(lake, data, batch_id, pseudonymizer, settings, name)
     except FileNotFoundError:
         outcome.fail(Step.CLEAN, f"{name}: batch file not found in the landing zone")
         return None
     except RawBatchError as e:
         outcome.fail(Step.CLEAN, str(e))
         return None
+    committed.record(batch_id, result.clean["transaction_id"])
     outcome.clean = CleanSummary(
         raw_rows=result.raw_rows,
         clean_rows=result.clean.height,
         quarantined=result.quarantine.height,
         duplicates=result.duplicates,
         origin=result.origin,
+        period=str(period),
+        terminals=_terminal_check(config),
         repaired=dict(sorted(result.repaired.items())),
         by_reason=dict(sorted(result.quarantined_by_reason.items())),
         conserved=result.conserved,
-        clean_schema=failures(CleanTransactions, result.clean),
+        clean_schema=failures(clean_transactions_schema(config.max_amount, period), result.clean),
         quarantine_schema=failures(QuarantinedTransactions, result.quarantine),
     )
     if outcome.clean.clean_schema:  # a table that breaks its schema does not flow on
@@ -252,6 +291,13 @@ def _clean(
             + "; ".join(outcome.clean.clean_schema[:3]),
         )
     return result.clean
+
+
+def _terminal_check(config: RangeConfig) -> str:
+    registry = config.registry
+    if registry is None:
+        return f"no registry: ids up to {config.max_terminal_id:,}"
+    return f"registry {registry.sha256[:12]} ({len(registry):,} terminals)"
 
 
 def _featurise(

@@ -2,7 +2,9 @@
 
 Every data line ends in exactly one place: the clean table, the quarantine (with its line number,
 text and reason) or the count of dropped duplicates, so raw = clean + quarantined + duplicates.
-Amounts are never clipped: scenario 1 fraud *is* large amounts.
+Amounts are never clipped: scenario 1 fraud *is* large amounts; an amount above the configured
+maximum (an impossible one, such as 1e308) is quarantined, not reduced. Rows that break the data
+contract (`cleaning/rules.py`) are quarantined with the rule's reason.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import numpy as np
 import polars as pl
 
 from fraud_assets.cleaning.parsing import ROW_SCHEMA, parse_batch
+from fraud_assets.cleaning.rules import (
+    DEFAULT_MAX_AMOUNT,
+    DEFAULT_MAX_TERMINAL_ID,
+    CommittedLookup,
+    RowRules,
+)
 from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.raw_format import BatchPeriod
 
 SECONDS_PER_DAY = 86_400
 
@@ -32,11 +41,24 @@ QUARANTINE_SCHEMA = {
 
 @dataclass(frozen=True)
 class CleaningConfig:
-    # Terminal ids above this are not ours (the bank's fleet is 0..999 in the reference export;
-    # broken exports carry ids like 89518096).
-    max_terminal_id: int = 999_999
+    # Without a terminal registry, terminal ids above this are not ours (broken exports carry
+    # ids like 89518096); with one, ids not in it are quarantined as unknown terminals.
+    max_terminal_id: int = DEFAULT_MAX_TERMINAL_ID
     # Day the time counters count from; None: the batch marker's, else inferred from the rows.
     origin_date: dt.date | None = None
+    max_amount: float = DEFAULT_MAX_AMOUNT
+    terminals: np.ndarray | None = None  # the terminal registry's raw ids, sorted and distinct
+    period: BatchPeriod | None = None  # the batch's days; None: timestamps are not checked
+    committed: CommittedLookup | None = None  # ids other batches committed; None: not checked
+
+    def rules(self) -> RowRules:
+        return RowRules(
+            max_amount=self.max_amount,
+            max_terminal_id=self.max_terminal_id,
+            terminals=self.terminals,
+            period=self.period,
+            committed=self.committed,
+        )
 
 
 @dataclass
@@ -66,7 +88,7 @@ def clean_batch(
     name: str | None = None,
 ) -> CleanResult:
     name = name or str(source if isinstance(source, str | Path) else batch_id)
-    parsed = parse_batch(source, name, config.max_terminal_id)
+    parsed = parse_batch(source, name, config.rules())
     raw_rows = parsed.raw_rows
     quarantine = parsed.rejected.select(
         pl.lit(batch_id).alias("batch_id"), "line_no", "line", "reason"

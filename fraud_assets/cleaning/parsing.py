@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from fraud_assets.cleaning._line_parser import count_lines, parse_lines
+from fraud_assets.cleaning.rules import RowRules
 from fraud_assets.defects import Defect
 from fraud_assets.ingestion import RawBatchError
 from fraud_assets.raw_format import COLUMNS, DATETIME_FORMAT, HEADER
@@ -62,9 +63,11 @@ class ParsedBatch:
 
 
 def parse_batch(
-    source: str | Path | IO[bytes] | bytes, name: str, max_terminal_id: int
+    source: str | Path | IO[bytes] | bytes, name: str, rules: RowRules | None = None
 ) -> ParsedBatch:
-    """Every data line of a raw batch, parsed; the header must match byte for byte."""
+    """Every data line of a raw batch, parsed and held to `rules` (default: the parser's own
+    checks only); the header must match byte for byte."""
+    rules = rules or RowRules()
     with _raw_bytes(source) as data:
         newline = data.find(b"\n")
         first = bytes(data[: len(data) if newline < 0 else newline]).rstrip(b"\r")
@@ -75,7 +78,62 @@ def parse_batch(
                 f"  expected: {HEADER}\n  found:    {found}"
             )
         body = len(data) if newline < 0 else newline + 1
-        return _parse_body(data, body, max_terminal_id)
+        return apply_rules(_parse_body(data, body, rules.terminal_bound), data, body, rules)
+
+
+def apply_rules(
+    parsed: ParsedBatch, data: bytes | mmap.mmap, start: int, rules: RowRules
+) -> ParsedBatch:
+    """Move the parsed rows that break a rule to the rejected ones, with their original text.
+
+    The text of a row the fast parser accepted is not kept (that is what makes it fast), so it is
+    read back from the bytes, only for the rows that need it.
+    """
+    reasons = rules.reasons(parsed.valid)
+    if reasons is None:
+        return parsed
+    failing = reasons.is_not_null()
+    broken = parsed.valid.filter(failing)
+    line_nos = broken["line_no"].to_numpy()
+    moved = pl.DataFrame(
+        {
+            "line_no": line_nos,
+            "line": _lines_at(data, start, line_nos),
+            "reason": reasons.filter(failing),
+        },
+        schema=REJECTED_SCHEMA,
+    )
+    rejected = (
+        parsed.rejected.merge_sorted(moved, key="line_no") if parsed.rejected.height else moved
+    )
+    return ParsedBatch(parsed.valid.filter(~failing), rejected, parsed.raw_rows)
+
+
+def _lines_at(data: bytes | mmap.mmap, start: int, line_nos: np.ndarray) -> list[str]:
+    """The text of data lines by number (ascending), as the general parser keeps it: one
+    trailing '\r' dropped, bytes that are not UTF-8 escaped. Blocks without a wanted line are
+    only counted."""
+    buffer = memoryview(data) if isinstance(data, bytes | bytearray) else data
+    out: list[str] = []
+    want, first_line = 0, FIRST_DATA_LINE
+    for begin, end in _cuts(data, start, len(data), BLOCK_BYTES):
+        if want == len(line_nos):
+            break
+        lines = count_lines(buffer, begin, end)
+        if line_nos[want] < first_line + lines:
+            chunk = np.frombuffer(buffer, dtype=np.uint8, count=end - begin, offset=begin)
+            ends = np.flatnonzero(chunk == 10)
+            while want < len(line_nos) and line_nos[want] < first_line + lines:
+                index = int(line_nos[want]) - first_line
+                a = begin + (int(ends[index - 1]) + 1 if index else 0)
+                b = begin + int(ends[index]) if index < len(ends) else end
+                text = bytes(data[a:b])
+                out.append(text.removesuffix(b"\r").decode("utf-8", "backslashreplace"))
+                want += 1
+            del chunk
+        _release(data, begin, end)
+        first_line += lines
+    return out
 
 
 @contextmanager
@@ -96,6 +154,7 @@ def _raw_bytes(source: str | Path | IO[bytes] | bytes) -> Iterator[bytes | mmap.
 
 
 def _parse_body(data: bytes | mmap.mmap, start: int, max_terminal_id: int) -> ParsedBatch:
+    """Parse the lines (no rules yet); terminal ids above `max_terminal_id` are out of range."""
     """Blocks of lines, each cut into one piece per core; rows land in one set of arrays."""
     workers = max(1, min(4, os.cpu_count() or 1))
     buffer = memoryview(data) if isinstance(data, bytes | bytearray) else data

@@ -70,6 +70,7 @@ def events_for(
                 "clean": clean.clean_rows,
                 "quarantined": clean.quarantined,
                 "duplicates": clean.duplicates,
+                "duplicate_ids_of_other_batches": clean.by_reason.get("duplicate_id", 0),
             },
         )
         yield from checked(
@@ -106,6 +107,8 @@ def _clean_metadata(clean: CleanSummary) -> dict:
         "duplicates_dropped": clean.duplicates,
         "quarantined": clean.quarantined,
         "origin_date": clean.origin.isoformat(),
+        "period": clean.period,
+        "terminals_checked_against": clean.terminals,
         "repaired": dg.MetadataValue.table(
             records=[dg.TableRecord({"repaired": k, "rows": v}) for k, v in clean.repaired.items()],
             schema=dg.TableSchema(

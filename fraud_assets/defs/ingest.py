@@ -15,8 +15,9 @@ import warnings
 
 import dagster as dg
 
+from fraud_assets.defs.registry import TERMINAL_REGISTRY
 from fraud_assets.partitions import batch_partitions
-from fraud_assets.settings import batch_settings
+from fraud_assets.settings import batch_settings, validation_settings
 from resources.models import ModelStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
@@ -57,7 +58,9 @@ def _check(name: str, asset: dg.AssetKey, text: str, blocking: bool = False):
 
 
 class IngestSettings(dg.Config):
-    max_terminal_id: int = 999_999  # terminal ids above this are quarantined (no registry yet)
+    # Without a materialized terminal_registry, terminal ids above this are quarantined.
+    max_terminal_id: int = validation_settings().max_terminal_id
+    max_amount: float = validation_settings().max_amount  # larger amounts are quarantined
     origin_date: str | None = None  # YYYY-MM-DD; default: each batch's marker, else inferred
     share_threshold: float = 0.5  # drift verdict: drifted when this share of columns drifts
     reference_batch: str | None = None  # drift reference; default: the champion's training window
@@ -77,14 +80,16 @@ class IngestSettings(dg.Config):
         ),
         _spec(
             CLEAN,
-            [RAW],
+            [RAW, TERMINAL_REGISTRY],
             "cleaning",
             {"polars", "parquet"},
-            "Repaired, de-duplicated, pseudonymised transactions; Parquet by date.",
+            "Repaired, de-duplicated, pseudonymised transactions that keep to the data contract "
+            "(ids, amounts, the batch's days, registered terminals, ids no other batch holds); "
+            "Parquet by date.",
         ),
         _spec(
             QUARANTINE,
-            [RAW],
+            [RAW, TERMINAL_REGISTRY],
             "cleaning",
             {"polars", "parquet"},
             "Rows that could not be trusted: line number and reason (their raw lines, which hold "
@@ -111,13 +116,15 @@ class IngestSettings(dg.Config):
         _check(
             "rows_conserved",
             CLEAN,
-            "raw rows = clean + quarantined + dropped duplicates",
+            "raw rows = clean + quarantined (cross-batch duplicate ids included) + dropped "
+            "duplicates",
             blocking=True,
         ),
         _check(
             "clean_schema",
             CLEAN,
-            "pandera CleanTransactions; a failing table is not featurised",
+            "pandera CleanTransactions (ids >= 0, amounts within the maximum, timestamps in the "
+            "batch's days); a failing table is not featurised",
             blocking=True,
         ),
         _check("quarantine_schema", QUARANTINE, "pandera QuarantinedTransactions"),
@@ -146,6 +153,7 @@ def ingest_batches(
     from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
     from fraud_assets.defs.batch_events import events_for
     from fraud_assets.monitoring.reference import ReferencePolicy
+    from fraud_assets.terminal_registry import read_registry
 
     batches = list(context.partition_keys)
     selected = set(context.selected_asset_keys)
@@ -160,8 +168,18 @@ def ingest_batches(
         if keys & selected
     }
     store = lake.lake()
+    registry = read_registry(store) if Step.CLEAN in steps else None
+    if Step.CLEAN in steps:
+        context.log.info(
+            registry.describe()
+            if registry is not None
+            else "No terminal_registry materialized: terminal ids above "
+            f"{config.max_terminal_id:,} are quarantined, all others accepted."
+        )
     settings = RangeConfig(
         max_terminal_id=config.max_terminal_id,
+        max_amount=config.max_amount,
+        registry=registry,
         origin_date=dt.date.fromisoformat(config.origin_date) if config.origin_date else None,
         engine=feature_engine.engine,
         spark=feature_engine.spark_session(),

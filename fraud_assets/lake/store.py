@@ -306,26 +306,32 @@ class Lake:
             out.append(url)
         return out
 
-    def read_files(self, entries: list[FileEntry]) -> pl.DataFrame:
-        frames = [self._read(entry) for entry in entries]
+    def read_files(
+        self, entries: list[FileEntry], columns: list[str] | None = None
+    ) -> pl.DataFrame:
+        frames = [self._read(entry, columns) for entry in entries]
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
-    def _read(self, entry: FileEntry) -> pl.DataFrame:
+    def _read(self, entry: FileEntry, columns: list[str] | None = None) -> pl.DataFrame:
         path = self.path(entry.path)
         if entry.encrypted:
             data = restricted.decrypt(self.fs.cat_file(path), self.quarantine_key, path)
-            return pl.read_parquet(io.BytesIO(data))
+            return pl.read_parquet(io.BytesIO(data), columns=columns)
         if is_local(self.fs):
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, columns=columns)
         with self.fs.open(path, "rb") as f:
-            return pl.read_parquet(f)
+            return pl.read_parquet(f, columns=columns)
 
-    def _read_listed(self, list_files) -> pl.DataFrame:  # noqa: ANN001 - () -> list[FileEntry]
+    def _read_listed(
+        self,
+        list_files,  # noqa: ANN001 - () -> list[FileEntry]
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame:
         """List then read; when a newer commit removed a listed file meanwhile, list again."""
         for attempt in range(READ_ATTEMPTS):
             entries = list_files()
             try:
-                return self.read_files(entries)
+                return self.read_files(entries, columns)
             except FileNotFoundError as e:
                 if attempt == READ_ATTEMPTS - 1:
                     raise LakeReadError(
@@ -340,10 +346,14 @@ class Lake:
         last: dt.date,
         exclude_batch: str | None = None,
         exclude_batches: Collection[str] = (),
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        """All batches' committed rows dated first..last; `exclude_batch(es)` skip some."""
+        """All batches' committed rows dated first..last; `exclude_batch(es)` skip some;
+        `columns`: only these."""
         skip = {b for b in (*exclude_batches, exclude_batch) if b is not None}
-        return self._read_listed(lambda: self.files(table, first, last, exclude_batches=skip))
+        return self._read_listed(
+            lambda: self.files(table, first, last, exclude_batches=skip), columns
+        )
 
     def read_batch(self, table: str, batch_id: str) -> pl.DataFrame:
         return self._read_listed(lambda: self.files(table, batches={batch_id}))

@@ -19,6 +19,7 @@ from fraud_assets.raw_format import (
     COLUMNS,
     DATETIME_FORMAT,
     HEADER_LINE,
+    TERMINALS_FILE,
     BatchMarker,
     data_name,
     manifest_name,
@@ -27,6 +28,7 @@ from fraud_assets.raw_format import (
 from fraud_assets.simulation.dirty import damage
 from fraud_assets.simulation.generator import SimulatedDay, TransactionSimulator
 from fraud_assets.simulation.params import SimulationParams
+from fraud_assets.terminal_registry import write_terminals_csv
 
 
 @dataclass
@@ -93,6 +95,9 @@ def write_simulation(
     fs.makedirs(root, exist_ok=True)
     summary = SimulationSummary()
     started = time.perf_counter()
+    # The bank's terminal master data comes with the batches: every terminal of the simulation.
+    with fs.open(join(root, TERMINALS_FILE), "wb") as f:
+        f.write(write_terminals_csv(np.arange(params.terminals)))
 
     def record(written: list[_WrittenBatch]) -> None:
         for batch in written:
@@ -170,6 +175,8 @@ def _write_day(
         bytes=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
         origin_date=params.origin.isoformat(),
+        first_date=batch_id,
+        last_date=batch_id,
     )
     # The marker goes last: its presence is the promise that the data file is complete.
     with fs.open(join(root, marker_name(batch_id)), "w") as f:

@@ -100,6 +100,9 @@ def prepare_instance(
             mp.setenv(name, value)
         defs = build_definitions()  # resources from the environment, as the code location's
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            # The terminal registry first, as the demo does: cleaning checks terminals against it.
+            registry = tick_sensor(defs, instance, "terminal_registry_sensor", log_level="ERROR")
+            assert not registry.failed, f"terminal registry failed: {registry.failed}"
             outcome = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
             assert outcome.succeeded == summary.batches, f"ingest failed: {outcome.failed}"
             clean_rows = {b: _row_count(instance, "clean_transactions", b) for b in summary.batches}
