@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from resources.models import ModelStore, ModelTraining
+from resources.online import OnlineStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
@@ -53,6 +54,19 @@ def feature_engine() -> FeatureEngine:
     return SparkFeatureEngine(pyspark=local_spark(master))
 
 
+def online_store() -> OnlineStore:
+    """FRAUD_REDIS_URL (through dg.EnvVar: a URL may hold a password) and the label log."""
+    import dagster as dg
+
+    log_dir = os.environ.get("FRAUD_LABEL_LOG_DIR") or str(data_dir() / "label_log")
+    prefix = os.environ.get("FRAUD_REDIS_PREFIX", "fraud:")
+    if os.environ.get("FRAUD_REDIS_URL", "").strip():
+        return OnlineStore(
+            redis_url=dg.EnvVar("FRAUD_REDIS_URL"), prefix=prefix, label_log_dir=log_dir
+        )
+    return OnlineStore(prefix=prefix, label_log_dir=log_dir)
+
+
 def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
     """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
     landing, lake = landing_url(), lake_url()
@@ -82,6 +96,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "feature_engine": feature_engine(),
             "models": model_store(),
             "model_training": model_training(),
+            "online_store": online_store(),
         }
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
@@ -109,5 +124,6 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "feature_engine": feature_engine(),
             "models": model_store(),
             "model_training": model_training(),
+            "online_store": online_store(),
         }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

@@ -329,3 +329,19 @@ def test_backfill_of_every_batch_launched_from_the_ui_completes_as_ranged_runs(
     print(f"backfill {backfill_id}: {len(runs)} runs, {took:.1f} s from launch to completion")
     page.wait_for_load_state("networkidle")
     screenshot("04_backfill_completed")
+
+
+def test_online_state_consistency_check_is_shown_on_the_asset_page(
+    page: Page, dagster_ui: DagsterUI, screenshot
+):
+    """Issue 15: online/offline consistency (a Chronon-style metric) visible where people look."""
+    page.goto("/assets/online_feature_state?view=checks")
+    check = page.get_by_text("online_offline_consistency", exact=True).first
+    expect(check).to_be_visible()
+    check.click()
+    expect(page).to_have_url(re.compile(r"checkDetail=online_offline_consistency"))
+    expect(page.get_by_text("Passed", exact=True).first).to_be_visible(timeout=30_000)
+    for key in ("match_rate", "rows_compared", "worst_columns"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    screenshot("07_online_state_consistency_check")
