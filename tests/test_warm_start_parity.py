@@ -8,10 +8,16 @@ agrees, and says so when the batch features are wrong.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 import redis
@@ -152,3 +158,46 @@ def test_the_consistency_check_passes_and_catches_a_wrong_feature(lake_of_n_days
         assert [c for c, _ in bad.worst_columns] == ["terminal_risk_7d"]
     finally:
         lake.write_by_date(FEATURES, newest, features.sort("tx_time_seconds", "transaction_id"))
+
+
+def test_fraud_serve_warm_starts_from_the_lake_and_says_so(lake_of_n_days, tmp_path):
+    """The real command in its own process: a progress line with the time, then /readyz names
+    the newest batch in the state."""
+    lake_path, batches, _ = lake_of_n_days
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FRAUD_") and k != "DAGSTER_HOME"
+    }
+    env |= {
+        "FRAUD_LAKE_URL": str(lake_path),
+        "FRAUD_DATA_DIR": str(tmp_path / "data"),
+        "FRAUD_ORIGIN_DATE": SMALL["start_date"].isoformat(),
+        "FRAUD_MODEL_POLL_SECONDS": "3600",
+    }
+    log = tmp_path / "serve.log"
+    fraud = Path(sys.executable).parent / "fraud"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(fraud), "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and ready is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        text = log.read_text()
+        assert ready is not None, text
+        assert ready["online_state"]["newest_batch"] == batches[N - 1]
+        assert "warm start: loading the online state from" in text
+        assert "transactions loaded in" in text and f"newest batch {batches[N - 1]}" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
