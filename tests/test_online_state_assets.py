@@ -100,7 +100,7 @@ def test_a_ranged_run_publishes_the_state_once_and_checks_consistency(
         assert records[0].asset_materialization.metadata["new_to_store"].value == 0
         checks = [e for e in result.get_asset_check_evaluations() if e.check_name == CONSISTENCY]
         (check,) = checks
-        assert check.passed and check.partition == batches[-1]
+        assert check.passed and check.metadata["batch"].value == batches[-1]
         assert check.metadata["match_rate"].value == 1.0
         assert check.metadata["rows_compared"].value > 100
 
