@@ -178,7 +178,7 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
     settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600, lake_url=lake)
     # The online state the `online_feature_state` asset published with each batch, loaded from
     # the lake as `fraud serve` does at start (warm start).
-    scorer = build_scorer(settings, warm=True)
+    scorer = build_scorer(settings, warm=True, emit=console.print)
     scorer.model_source.refresh()
     if scorer.model_source.current is None:
         error = scorer.model_source.last_error or "the registry has no champion"

@@ -61,7 +61,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -386,12 +386,14 @@ def redis_client(url: str, timeout_seconds: float = 0.5) -> Any:
     )
 
 
-def build_scorer(settings: ServiceSettings, warm: bool = False) -> Scorer:
+def build_scorer(
+    settings: ServiceSettings, warm: bool = False, emit: Callable[[str], None] | None = None
+) -> Scorer:
     """The scorer the settings describe: Redis or in-process store, registry-backed model.
 
     `warm`: an in-process store is loaded from the lake first (FRAUD_WARM_START), printing a
     progress line and the time it took; a Redis store holds what `online_feature_state`
-    published.
+    published. `emit` receives the warm start's progress lines (default: the log).
     """
     from fraud_assets.privacy import Pseudonymizer
 
@@ -408,7 +410,7 @@ def build_scorer(settings: ServiceSettings, warm: bool = False) -> Scorer:
         if warm and settings.warm_start:
             from fraud_assets.online_state.publish import warm_start
 
-            warm_start(store, settings.lake, emit=log.info)
+            warm_start(store, settings.lake, emit=emit or log.info)
     return Scorer(
         store=store,
         model_source=ModelSource.from_settings(settings),
