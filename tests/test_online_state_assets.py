@@ -151,3 +151,53 @@ def test_service_labels_become_the_fraud_labels_table_and_reach_the_state(
         rows = state_rows(lake, batches)
         relabelled = rows.filter(rows["transaction_id"] == genuine["transaction_id"])
         assert relabelled["tx_fraud"].to_list() == [1]
+
+
+def test_service_labels_reach_the_batch_features_and_the_consistency_check_agrees(tmp_path):
+    """fraud_labels feed the batch terminal risk too, so online and batch still agree."""
+    import polars as pl
+
+    from fraud_assets.cleaning import CleaningConfig
+    from fraud_assets.features.polars_engine import compute_features
+    from fraud_assets.features.spec import LABEL_DELAY_DAYS
+    from fraud_assets.online_state.consistency import check_batch
+    from fraud_assets.pipeline import clean_into_lake, features_into_lake
+    from fraud_assets.privacy import Pseudonymizer
+    from tests.conftest import SMALL
+
+    summary = write_days(tmp_path / "landing", days=LABEL_DELAY_DAYS + 3, seed=4)
+    lake = Lake(*filesystem_for(str(tmp_path / "lake")))
+    config = CleaningConfig(origin_date=SMALL["start_date"])
+    batches = list(summary.batches)
+    for batch in batches:
+        clean_into_lake(
+            lake, tmp_path / "landing" / f"{batch}.txt", batch, Pseudonymizer(b"k"), config
+        )
+    first_day = lake.read_batch(CLEAN, batches[0])
+    genuine = first_day.filter(pl.col("tx_fraud") == 0).head(40)
+    labels = genuine.select(
+        "transaction_id",
+        "customer_id",
+        "terminal_id",
+        "tx_time_seconds",
+        "tx_datetime",
+        fraud=pl.lit(True),
+        labelled_at=pl.lit(dt.datetime.now(dt.UTC)),
+        source=pl.lit("api"),
+    )
+    lake.write_by_date(LABEL_TABLE, "service", labels)
+    for batch in batches:
+        features_into_lake(lake, batch)
+
+    features = lake.read_batch("features", batches[0])
+    relabelled = features.filter(pl.col("transaction_id").is_in(genuine["transaction_id"]))
+    assert relabelled["tx_fraud"].to_list() == [1] * 40  # the training label follows
+    newest = lake.read_batch("features", batches[-1])
+    everything = lake.read_by_date(CLEAN, dt.date(2000, 1, 1), dt.date(2100, 1, 1))
+    plain = compute_features(everything).filter(pl.col("batch_id") == batches[-1])
+    joined = newest.join(plain, on="transaction_id", suffix="_files_only")
+    # The relabelled frauds of day 0 raise the 30-day terminal risk of the newest day.
+    assert (joined["terminal_risk_30d"] > joined["terminal_risk_30d_files_only"]).any()
+    assert (joined["terminal_risk_30d"] >= joined["terminal_risk_30d_files_only"]).all()
+    result = check_batch(lake, batches[-1])
+    assert result.rows > 100 and result.match_rate == 1.0, result.worst_columns

@@ -20,7 +20,7 @@ import polars as pl
 
 from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, SECONDS_PER_DAY
 from fraud_assets.lake import CLEAN, FEATURES, Lake
-from fraud_assets.online_state.publish import STATE_DAYS
+from fraud_assets.online_state.publish import STATE_DAYS, apply_labels, labels_table
 from fraud_assets.serving.online_features import InMemoryFeatureStore, Transaction
 
 REL_TOL = 1e-9
@@ -55,12 +55,13 @@ def check_batch(lake: Lake, batch_id: str, max_rows: int = 20_000) -> Consistenc
     history = lake.read_by_date(
         CLEAN, first_day - dt.timedelta(days=STATE_DAYS), last_day, exclude_batch=batch_id
     )
-    # The batch features read the batch files' labels: the replay uses the same ones, so the
-    # check compares the computations, not two label sources.
+    # The labels the batch features read: the batch files', replaced by `fraud_labels`.
+    labels = labels_table(lake, first_day - dt.timedelta(days=STATE_DAYS), last_day)
     store = InMemoryFeatureStore()
     if history.height:
-        store.publish_snapshot(history.filter(pl.col("tx_time_seconds") < start))
-    online = _replay(store, batch)
+        before = history.filter(pl.col("tx_time_seconds") < start)
+        store.publish_snapshot(apply_labels(before, labels))
+    online = _replay(store, apply_labels(batch, labels))
     offline = lake.read_batch(FEATURES, batch_id).select("transaction_id", *FEATURE_COLUMNS)
     return _compare(batch_id, online, offline)
 

@@ -64,6 +64,7 @@ def apply_labels(rows: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFram
             newest.select("transaction_id", pl.col("fraud").alias("_label")),
             on="transaction_id",
             how="left",
+            maintain_order="left",
         )
         .with_columns(
             tx_fraud=pl.when(pl.col("_label").is_null())
