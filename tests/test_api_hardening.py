@@ -278,3 +278,15 @@ def test_openapi_fuzz_finds_no_server_error(model_source):
         operations += 1
         fuzz(operation, "labels-token" if operation.path == "/v1/feedback" else TOKEN)
     assert operations == 7
+
+
+def test_the_time_guard_answers_422_through_the_micro_batched_score(model_source):
+    with TestClient(make_app(model_source)) as client:
+        first = json.loads(GOOD)
+        assert client.post("/v1/score", json=first, headers=AUTH).status_code == 200
+        later = {**first, "transaction_id": 2, "tx_datetime": "2018-05-04 10:00:00"}
+        r = client.post("/v1/score", json=later, headers=AUTH)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "tx_datetime"]
+        ok = {**first, "transaction_id": 3, "tx_datetime": "2018-05-01 11:00:00"}
+        assert client.post("/v1/score", json=ok, headers=AUTH).status_code == 200

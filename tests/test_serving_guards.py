@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -294,3 +295,33 @@ def test_the_scorer_batch_deduplicates_before_the_store(store):
     assert out[0]["features"] == out[1]["features"]
     assert out[0]["features"]["customer_avg_amount_1d"] == 10.0
     assert set(out[0]["features"]) == set(FEATURE_COLUMNS)
+
+
+def test_a_refused_item_in_a_group_refuses_only_itself(store):
+    """Concurrent single requests are scored together; one far-future item fails alone."""
+    t0 = 50 * 86_400
+    store.features_for(Transaction(1, WHEN, 1, 1, 5.0, t0))
+    group = [
+        Transaction(2, WHEN, 1, 1, 5.0, t0 + 10),
+        Transaction(3, WHEN, 2, 1, 5.0, t0 + 3 * 86_400),  # refused
+        Transaction(4, WHEN, 1, 1, 5.0, t0 + 20),
+    ]
+    out = store.features_for_many(group)
+    assert isinstance(out[1], TimeRefused) and out[1].reason == "future"
+    assert out[0]["customer_nb_tx_1d"] == 2 and out[2]["customer_nb_tx_1d"] == 3
+    assert store.seen(3) is None and store.seen(4) is not None
+
+
+def test_concurrent_retries_with_different_content_keep_one_version(store):
+    t0 = 50 * 86_400
+
+    def send(i: int) -> dict:
+        return store.features_for(Transaction(7, WHEN, 1 + i % 3, 1, 10.0 + i, t0))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(send, range(32)))
+    assert all(r == results[0] for r in results)
+    held = store.seen(7)
+    nxt = store.features_for(Transaction(8, WHEN, held.customer_id, 1, held.tx_amount, t0 + 1))
+    assert nxt["customer_nb_tx_1d"] == 2
+    assert nxt["customer_avg_amount_1d"] == pytest.approx(held.tx_amount)
