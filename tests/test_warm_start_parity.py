@@ -201,3 +201,35 @@ def test_fraud_serve_warm_starts_from_the_lake_and_says_so(lake_of_n_days, tmp_p
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_replaying_a_day_the_state_already_holds_gives_its_batch_features(
+    started_store, lake_of_n_days
+):
+    """`make demo` replays the newest ingested day: every transaction is already in the state,
+    is counted once, and gets exactly the lake's features for it."""
+    lake_path, batches, landing = lake_of_n_days
+    day = batches[N - 1]
+    requests = sorted(
+        raw_requests(landing / f"{day}.txt"), key=lambda r: (r["tx_datetime"], r["transaction_id"])
+    )
+    scorer = Scorer(
+        started_store,
+        ModelSource(registry=None),
+        pseudonymizer=Pseudonymizer(KEY),
+        origin=SMALL["start_date"],
+    )
+    online = [
+        {"transaction_id": f["transaction_id"], **f["features"]}
+        for f in scorer.features_many(requests)
+    ]
+    lake = Lake(*filesystem_for(str(lake_path)))
+    batch = lake.read_batch(FEATURES, day)
+    joined = pl.DataFrame(online).join(
+        batch.select("transaction_id", *FEATURE_COLUMNS), on="transaction_id", suffix="_batch"
+    )
+    assert joined.height == len(online) == batch.height
+    for name in FEATURE_COLUMNS:
+        a, b = pl.col(name).cast(pl.Float64), pl.col(f"{name}_batch").cast(pl.Float64)
+        wrong = joined.filter((a - b).abs() > REL_TOL * pl.max_horizontal(a.abs(), b.abs()))
+        assert wrong.height == 0, (name, wrong.head(2).to_dicts())
