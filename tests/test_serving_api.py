@@ -326,11 +326,14 @@ def test_bearer_token_is_required_on_v1_when_configured(source):
         bad = {"Authorization": "Bearer nope"}
         assert client.post("/v1/score", json=tx(1), headers=bad).status_code == 401
         assert client.post("/v1/score/batch", json={"transactions": [tx(1)]}).status_code == 401
+        r = client.post("/v1/score", json=tx(1), headers={"Authorization": "Basic eDp5"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        # Labelling is its own role: closed while FRAUD_FEEDBACK_TOKEN is not configured.
         r = client.post(
             "/v1/feedback",
             json={"transaction_id": 1, "terminal_id": 1, "fraud": True, "tx_time_seconds": 5},
         )
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.status_code == 403 and r.json()["reason"] == "role_not_configured"
         good = {"Authorization": f"Bearer {TOKEN}"}
         assert client.post("/v1/score", json=tx(1), headers=good).status_code == 200
         for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes stay open

@@ -206,6 +206,8 @@ def test_labelling_is_closed_when_only_the_scoring_token_is_set(store, tmp_path)
         features(client, tx(1, WHEN), scoring)
         r = client.post("/v1/feedback", json={"transaction_id": 1, "fraud": True}, headers=scoring)
         assert r.status_code == 403 and "FRAUD_FEEDBACK_TOKEN" in r.json()["detail"]
+        r = client.post("/v1/feedback", json={"transaction_id": 1, "fraud": True})
+        assert r.status_code == 403 and r.json()["reason"] == "role_not_configured"
 
 
 def test_a_label_naming_another_terminal_is_refused(store, tmp_path):

@@ -322,15 +322,18 @@ class _RoleGuard:
         if role == needed:
             await self.app(scope, receive, send)
             return
+        if self.tokens[needed] is None:
+            variable = "FRAUD_FEEDBACK_TOKEN" if needed == "labelling" else "FRAUD_API_TOKEN"
+            detail = f"{path} needs the {needed} role, and {variable} is not configured"
+            response = _error(403, {"detail": detail, "reason": "role_not_configured"})
+            await response(scope, receive, send)
+            return
         if role is None:
             status, detail, reason = 401, "missing or invalid bearer token", "unauthenticated"
             headers = {"WWW-Authenticate": "Bearer"}
         else:
             status, headers, reason = 403, {}, "wrong_role"
-            variable = "FRAUD_FEEDBACK_TOKEN" if needed == "labelling" else "FRAUD_API_TOKEN"
             detail = f"this token belongs to the {role} role; {path} needs the {needed} role"
-            if self.tokens[needed] is None:
-                detail += f" ({variable} is not configured, so nobody may use it)"
         response = _error(status, {"detail": detail, "reason": reason}, headers)
         await response(scope, receive, send)
 
