@@ -58,13 +58,14 @@ def online_store() -> OnlineStore:
     """FRAUD_REDIS_URL (through dg.EnvVar: a URL may hold a password) and the label log."""
     import dagster as dg
 
-    log_dir = os.environ.get("FRAUD_LABEL_LOG_DIR") or str(data_dir() / "label_log")
-    prefix = os.environ.get("FRAUD_REDIS_PREFIX", "fraud:")
+    options = {
+        "label_log_dir": os.environ.get("FRAUD_LABEL_LOG_DIR") or str(data_dir() / "label_log"),
+        "prefix": os.environ.get("FRAUD_REDIS_PREFIX", "fraud:"),
+        "origin_date": os.environ.get("FRAUD_ORIGIN_DATE") or "2018-04-01",
+    }
     if os.environ.get("FRAUD_REDIS_URL", "").strip():
-        return OnlineStore(
-            redis_url=dg.EnvVar("FRAUD_REDIS_URL"), prefix=prefix, label_log_dir=log_dir
-        )
-    return OnlineStore(prefix=prefix, label_log_dir=log_dir)
+        return OnlineStore(redis_url=dg.EnvVar("FRAUD_REDIS_URL"), **options)
+    return OnlineStore(**options)
 
 
 def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:

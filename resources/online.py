@@ -7,6 +7,7 @@ shows the variable's name, never its value.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -23,6 +24,14 @@ class OnlineStore(dg.ConfigurableResource):
     redis_url: str | None = Field(default=None, description="FRAUD_REDIS_URL (a secret)")
     prefix: str = Field(default="fraud:", description="key prefix, as FRAUD_REDIS_PREFIX")
     label_log_dir: str = Field(description="the scoring service's FRAUD_LABEL_LOG_DIR")
+    origin_date: str = Field(
+        default="2018-04-01",
+        description="the scoring service's FRAUD_ORIGIN_DATE: published times count from it",
+    )
+
+    @property
+    def origin(self) -> dt.datetime:
+        return dt.datetime.combine(dt.date.fromisoformat(self.origin_date), dt.time())
 
     @property
     def kind(self) -> str:
@@ -38,4 +47,4 @@ class OnlineStore(dg.ConfigurableResource):
         return RedisFeatureStore(redis_client(self.redis_url, 10.0), prefix=self.prefix)
 
     def describe(self) -> dict[str, Any]:
-        return {"store": self.kind, "prefix": self.prefix}
+        return {"store": self.kind, "prefix": self.prefix, "origin_date": self.origin_date}

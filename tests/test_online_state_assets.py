@@ -87,7 +87,7 @@ def test_a_ranged_run_publishes_the_state_once_and_checks_consistency(
         assert again.success
 
         lake = Lake(*filesystem_for(str(data / "lake")))
-        rows = state_rows(lake, batches)
+        rows = state_rows(lake, batches, online.origin)  # times from the service's origin
         store = RedisFeatureStore(redis.Redis.from_url(REDIS_URL), prefix=prefix)
         assert store.newest_batch() == batches[-1]
         assert store.redis.hlen(f"{prefix}tx:versions") == rows.height

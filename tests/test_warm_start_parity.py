@@ -87,6 +87,24 @@ def started_store(request: pytest.FixtureRequest, lake_of_n_days) -> Iterator[On
 
 
 def test_day_n_plus_1_replayed_over_http_matches_the_batch_features(started_store, lake_of_n_days):
+    replay_day_n_plus_1_and_compare(started_store, lake_of_n_days, SMALL["start_date"])
+
+
+def test_a_service_counting_time_from_another_origin_gets_the_same_features(lake_of_n_days):
+    """`make demo`'s lake counts from 2025-01-01, `fraud serve` by default from 2018-04-01: the
+    warm start counts the state's times from the service's origin, so both clocks agree."""
+    lake_path, _, _ = lake_of_n_days
+    origin = dt.date(2018, 4, 1)
+    store = InMemoryFeatureStore()
+    warm_start(
+        store, str(lake_path), emit=lambda _: None, origin=dt.datetime.combine(origin, dt.time())
+    )
+    replay_day_n_plus_1_and_compare(store, lake_of_n_days, origin)
+
+
+def replay_day_n_plus_1_and_compare(
+    started_store: OnlineFeatureStore, lake_of_n_days, origin: dt.date
+) -> None:
     lake_path, batches, landing = lake_of_n_days
     day = batches[N]
     requests = raw_requests(landing / f"{day}.txt")
@@ -95,11 +113,9 @@ def test_day_n_plus_1_replayed_over_http_matches_the_batch_features(started_stor
         started_store,
         ModelSource(registry=None),
         pseudonymizer=Pseudonymizer(KEY),
-        origin=SMALL["start_date"],
+        origin=origin,
     )
-    settings = ServiceSettings(
-        origin_date=SMALL["start_date"], mlflow_tracking_uri="sqlite:///unused.db"
-    )
+    settings = ServiceSettings(origin_date=origin, mlflow_tracking_uri="sqlite:///unused.db")
     online = []
     with TestClient(create_app(scorer, settings=settings)) as client:
         ready = client.get("/readyz").json()["online_state"]
@@ -161,8 +177,8 @@ def test_the_consistency_check_passes_and_catches_a_wrong_feature(lake_of_n_days
 
 
 def test_fraud_serve_warm_starts_from_the_lake_and_says_so(lake_of_n_days, tmp_path):
-    """The real command in its own process: a progress line with the time, then /readyz names
-    the newest batch in the state."""
+    """The real command in its own process, with the default FRAUD_ORIGIN_DATE: a progress line
+    with the time, then /readyz names the newest batch in the state."""
     lake_path, batches, _ = lake_of_n_days
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,7 +189,6 @@ def test_fraud_serve_warm_starts_from_the_lake_and_says_so(lake_of_n_days, tmp_p
     env |= {
         "FRAUD_LAKE_URL": str(lake_path),
         "FRAUD_DATA_DIR": str(tmp_path / "data"),
-        "FRAUD_ORIGIN_DATE": SMALL["start_date"].isoformat(),
         "FRAUD_MODEL_POLL_SECONDS": "3600",
     }
     log = tmp_path / "serve.log"
@@ -198,6 +213,12 @@ def test_fraud_serve_warm_starts_from_the_lake_and_says_so(lake_of_n_days, tmp_p
         assert ready["online_state"]["newest_batch"] == batches[N - 1]
         assert "warm start: loading the online state from" in text
         assert "transactions loaded in" in text and f"newest batch {batches[N - 1]}" in text
+        # The next day's first transaction gets its card's history (the default origin differs
+        # from the lake's: the state's times were counted again from it).
+        _, _, landing = lake_of_n_days
+        first = sorted(raw_requests(landing / f"{batches[N]}.txt"), key=lambda r: r["tx_datetime"])
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/features", json=first[0], timeout=10)
+        assert r.status_code == 200, r.text
     finally:
         proc.terminate()
         proc.wait(timeout=20)

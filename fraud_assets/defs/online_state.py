@@ -69,7 +69,7 @@ def publish_online_state(
     store = lake.lake()
     target = online_store.store()
     if target is not None:
-        published = publish_batches(target, store, batches)
+        published = publish_batches(target, store, batches, online_store.origin)
         note = f"published to Redis (prefix {online_store.prefix})"
         rows, added = published.rows, published.added
     else:

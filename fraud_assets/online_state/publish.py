@@ -1,15 +1,21 @@
 """Publish the online feature state from the lake: per batch (the `online_feature_state` asset)
 or all at once at a service's start (warm start). No Dagster here.
 
-    state_rows(lake, batch_ids=None) -> DataFrame     the clean rows the state holds, labels applied
-    publish_batches(store, lake, batch_ids) -> Published
-    warm_start(store, lake_url, emit=print) -> Published | None
+    state_rows(lake, batch_ids=None, origin=None) -> DataFrame   the rows the state holds
+    publish_batches(store, lake, batch_ids, origin=None) -> Published
+    warm_start(store, lake_url, emit=print, origin=None) -> Published | None
     labels_table(lake) -> DataFrame | None           the lake's `fraud_labels` rows
 
 What the state holds: each card's transactions of the last 30 days and each terminal's
 (labelled) transactions of the last 37 days, plus the one-day grace, counted from the newest
 transaction (`OnlineFeatureStore.publish_snapshot` cuts them). Labels are the batch files'
 `tx_fraud`, replaced by the service's own labels where `fraud_labels` has one.
+
+Time: `tx_time_seconds` counts from the origin of the process that scores (FRAUD_ORIGIN_DATE).
+The lake's counts from the batches' own origin (the simulator's start, a marker's date), which
+need not be the same: given `origin`, the times are counted again from `tx_datetime`, so the
+state and the live requests share one clock. Windows only compare times, so the features do
+not change.
 
 Idempotent: the store keys every transaction by id (first version wins), so publishing a batch
 twice, or a day already scored live, counts every transaction once.
@@ -75,9 +81,11 @@ def apply_labels(rows: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFram
     )
 
 
-def state_rows(lake: Lake, batch_ids: Sequence[str] | None = None) -> pl.DataFrame:
+def state_rows(
+    lake: Lake, batch_ids: Sequence[str] | None = None, origin: dt.datetime | None = None
+) -> pl.DataFrame:
     """Clean rows of `batch_ids` (default: the newest STATE_DAYS of the lake), labels applied,
-    in (time, id) order."""
+    in (time, id) order; with `origin`, times counted from it."""
     columns = [*SNAPSHOT_COLUMNS, "tx_datetime"]
     if batch_ids is None:
         dates = lake.dates(CLEAN)
@@ -91,16 +99,27 @@ def state_rows(lake: Lake, batch_ids: Sequence[str] | None = None) -> pl.DataFra
         frame = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
     if frame.height == 0:
         return frame
-    frame = frame.select(columns).sort("tx_time_seconds", "transaction_id")
+    frame = frame.select(columns)
+    if origin is not None:
+        since = (pl.col("tx_datetime") - pl.lit(origin)).dt.total_seconds()
+        frame = frame.with_columns(
+            since.cast(frame.schema["tx_time_seconds"]).alias("tx_time_seconds")
+        )
+    frame = frame.sort("tx_time_seconds", "transaction_id")
     first_day = frame["tx_datetime"].min().date()  # type: ignore[union-attr]
     last_day = frame["tx_datetime"].max().date()  # type: ignore[union-attr]
     return apply_labels(frame, labels_table(lake, first_day, last_day))
 
 
-def publish_batches(store: OnlineFeatureStore, lake: Lake, batch_ids: Sequence[str]) -> Published:
+def publish_batches(
+    store: OnlineFeatureStore,
+    lake: Lake,
+    batch_ids: Sequence[str],
+    origin: dt.datetime | None = None,
+) -> Published:
     """Publish the batches' transactions (labels applied) into `store`, in time order."""
     started = time.perf_counter()
-    rows = state_rows(lake, batch_ids)
+    rows = state_rows(lake, batch_ids, origin)
     added = 0
     ordered = sorted(batch_ids)
     for i, batch_id in enumerate(ordered):
@@ -128,7 +147,10 @@ def newest_batches(lake: Lake) -> list[str]:
 
 
 def warm_start(
-    store: OnlineFeatureStore, lake_url: str, emit: Callable[[str], None] = print
+    store: OnlineFeatureStore,
+    lake_url: str,
+    emit: Callable[[str], None] = print,
+    origin: dt.datetime | None = None,
 ) -> Published | None:
     """Load the newest state of the lake at `lake_url` into `store` (a service's start)."""
     from fraud_assets.filesystems import filesystem_for
@@ -147,7 +169,7 @@ def warm_start(
         f"warm start: loading the online state from {lake_url} "
         f"({len(batches)} batch(es) {batches[0]}..{batches[-1]}, newest {STATE_DAYS} days)…"
     )
-    rows = state_rows(lake)
+    rows = state_rows(lake, origin=origin)
     added = store.publish_snapshot(rows, batch_id=batches[-1])
     took = time.perf_counter() - started
     result = Published(

@@ -413,7 +413,7 @@ def build_scorer(
         if warm and settings.warm_start:
             from fraud_assets.online_state.publish import warm_start
 
-            warm_start(store, settings.lake, emit=emit or log.info)
+            warm_start(store, settings.lake, emit=emit or log.info, origin=settings.origin)
     return Scorer(
         store=store,
         model_source=ModelSource.from_settings(settings),
