@@ -327,3 +327,31 @@ def test_concurrent_retries_with_different_content_keep_one_version(store):
     nxt = store.features_for(Transaction(8, WHEN, held.customer_id, 1, held.tx_amount, t0 + 1))
     assert nxt["customer_nb_tx_1d"] == 2
     assert nxt["customer_avg_amount_1d"] == pytest.approx(held.tx_amount)
+
+
+def test_publishing_a_day_already_scored_live_counts_each_transaction_once(store):
+    import polars as pl
+
+    t0 = 50 * 86_400
+    live = [Transaction(i, WHEN, 1, 2, 10.0, t0 + i) for i in (1, 2, 3)]
+    for tx_ in live:
+        store.features_for(tx_)
+    day = pl.DataFrame(
+        {
+            "transaction_id": [1, 2, 3, 4],
+            "customer_id": [1, 1, 1, 1],
+            "terminal_id": [2, 2, 2, 2],
+            "tx_amount": [10.0, 10.0, 10.0, 10.0],
+            "tx_time_seconds": [t0 + 1, t0 + 2, t0 + 3, t0 + 4],
+            "tx_fraud": [0, 0, 0, 1],
+            "tx_datetime": [WHEN] * 4,
+        }
+    )
+    assert store.publish_snapshot(day, batch_id="b1") == 1  # only id 4 is new
+    assert store.publish_snapshot(day, batch_id="b1") == 0  # and twice changes nothing
+    nxt = store.features_for(Transaction(5, WHEN, 1, 2, 10.0, t0 + 5))
+    assert nxt["customer_nb_tx_1d"] == 5
+    for step in range(1, 9):  # the clock moves a day at a time (another card and terminal)
+        store.features_for(Transaction(100 + step, WHEN, 8, 8, 1.0, t0 + step * 86_400 - 60))
+    later = store.features_for(Transaction(6, WHEN, 9, 2, 10.0, t0 + 7 * 86_400 + 10))
+    assert later["terminal_nb_tx_1d"] == 5 and later["terminal_risk_1d"] == pytest.approx(0.2)
