@@ -50,7 +50,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     from fraud_assets.cli import progress_bar, run_simulation, summary_line
     from fraud_assets.definitions import defs
     from fraud_assets.filesystems import filesystem_for
-    from fraud_assets.inprocess import tick_sensor
+    from fraud_assets.inprocess import publish_after, tick_sensor
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.params import DriftScenario
 
@@ -93,6 +93,10 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
         )
     for key, error in outcome.failed.items():
         console.print(f"[red]{escape(key)}: {escape(error.splitlines()[0])}")
+    with console.status("online_feature_state: publishing the state the scoring service loads…"):
+        publish_failed = publish_after(defs, instance, outcome.runs, log_level="WARNING")
+    for run_id in publish_failed:
+        console.print(f"[red]online_feature_state run {run_id} failed")
     _batches_table(console, instance, summary)
     took = time.perf_counter() - ingest_started
     console.print(
@@ -116,7 +120,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     _score_newest_day(console, newest, lake_url(), summary)
 
     _print_summary(console, summary, home, time.perf_counter() - started)
-    if outcome.failed or training.failed or registry.failed:
+    if outcome.failed or training.failed or registry.failed or publish_failed:
         raise SystemExit(1)
 
 
@@ -171,17 +175,16 @@ def _model_report(console: Console, instance, summary: DemoSummary) -> None:  # 
 
 
 def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: DemoSummary) -> None:
-    import polars as pl
     import uvicorn
 
-    from fraud_assets.filesystems import filesystem_for
-    from fraud_assets.lake import CLEAN, Lake
     from fraud_assets.serving.app import build_scorer, create_app
     from fraud_assets.serving.replay import raw_requests, replay
     from fraud_assets.serving.settings import ServiceSettings
 
-    settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600)
-    scorer = build_scorer(settings)
+    settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600, lake_url=lake)
+    # The online state the `online_feature_state` asset published with each batch, loaded from
+    # the lake as `fraud serve` does at start (warm start).
+    scorer = build_scorer(settings, warm=True, emit=console.print)
     scorer.model_source.refresh()
     if scorer.model_source.current is None:
         error = scorer.model_source.last_error or "the registry has no champion"
@@ -190,11 +193,6 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
         )
         return
     day = dt.date.fromisoformat(raw_file.stem)
-    # The online store starts from the batch pipeline's snapshot of the days before.
-    history = (
-        Lake(*filesystem_for(lake)).read_table(CLEAN).filter(pl.col("tx_datetime").dt.date() < day)
-    )
-    scorer.store.publish_snapshot(history)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(scorer, settings=settings), port=port, log_level="warning")

@@ -121,3 +121,33 @@ def _failures(run: dg.ExecuteInProcessResult, keys: list[str]) -> dict[str, str]
         lines = {line.split(" ", 1)[0]: line for line in error.splitlines()}
         return {b: lines.get(b, error) for b in failed}
     return dict.fromkeys(keys, "run failed")
+
+
+def publish_after(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_ids: list[str], log_level: str = "DEBUG"
+) -> list[str]:
+    """The publish runs `online_state_sensor` requests after these ingest runs, executed in
+    process as the daemon would; returns the ids of the publish runs that failed."""
+    from fraud_assets.defs.online_state import online_state_request
+
+    job = defs.resolve_job_def("online_state")
+    failed = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+            continue
+        request = online_state_request(dict(run.tags), run_id)
+        if request is None or (request.run_key and _has_run(instance, request.run_key)):
+            continue
+        tags = {**request.tags, SENSOR_NAME_TAG: "online_state_sensor"}
+        tags[RUN_KEY_TAG] = request.run_key or ""
+        result = job.execute_in_process(
+            partition_key=request.partition_key,
+            instance=instance,
+            tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            failed.append(result.run_id)
+    return failed

@@ -160,6 +160,11 @@ def features_for_batches(
         history = lake.read_by_date(CLEAN, first, last)
     if history.height == 0:
         return out | {b: history for b in ready}
+    # Labels the scoring service received replace the batch files' where they exist: terminal
+    # risk and the training label then agree with what the online store uses.
+    from fraud_assets.online_state.publish import apply_labels, labels_table
+
+    history = apply_labels(history, labels_table(lake, first, last))
     features = _compute(history, engine, spark)
     if len(ready) == 1 and history.height == known[ready[0]].rows:
         return out | {ready[0]: features}  # no other rows: nothing to drop, save a copy

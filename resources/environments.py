@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from resources.models import ModelStore, ModelTraining
+from resources.online import OnlineStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
@@ -72,6 +73,18 @@ _AWS_SECRETS = {
 }
 
 
+def online_store() -> OnlineStore:
+    """FRAUD_REDIS_URL (through dg.EnvVar: a URL may hold a password) and the label log."""
+    options = {
+        "label_log_dir": os.environ.get("FRAUD_LABEL_LOG_DIR") or str(data_dir() / "label_log"),
+        "prefix": os.environ.get("FRAUD_REDIS_PREFIX", "fraud:"),
+        "origin_date": os.environ.get("FRAUD_ORIGIN_DATE") or "2018-04-01",
+    }
+    if os.environ.get("FRAUD_REDIS_URL", "").strip():
+        return OnlineStore(redis_url=dg.EnvVar("FRAUD_REDIS_URL"), **options)
+    return OnlineStore(**options)
+
+
 def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
     """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
     landing, lake = landing_url(), lake_url()
@@ -105,6 +118,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "feature_engine": feature_engine(),
             "models": model_store(for_definitions=True),
             "model_training": model_training(),
+            "online_store": online_store(),
         }
     if env == "prod":
         if not os.environ.get("FRAUD_LANDING_URL"):
@@ -132,5 +146,6 @@ def build_resources(env: str | None = None) -> dict[str, object]:
             "feature_engine": feature_engine(),
             "models": model_store(for_definitions=True),
             "model_training": model_training(),
+            "online_store": online_store(),
         }
     raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")

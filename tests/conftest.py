@@ -24,6 +24,7 @@ SMALL_TRAINING = dict(window_days=14, validation_days=7, review_days=7, iteratio
 def platform_resources(landing: Path, data: Path, **overrides: object) -> dict[str, object]:
     """Every resource the code location needs, all below `data`, as the dev environment does."""
     from resources.models import ModelStore, ModelTraining
+    from resources.online import OnlineStore
     from resources.processing import FeatureEngine, PseudonymKey
     from resources.storage import LakeStore, LandingZone
 
@@ -37,6 +38,7 @@ def platform_resources(landing: Path, data: Path, **overrides: object) -> dict[s
             artifact_location=str(data / "mlflow" / "artifacts"),
         ),
         "model_training": ModelTraining(**SMALL_TRAINING),
+        "online_store": OnlineStore(label_log_dir=str(data / "label_log")),
     }
     return {**resources, **overrides}
 

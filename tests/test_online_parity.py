@@ -130,12 +130,7 @@ def replay(store: OnlineFeatureStore, clean: pl.DataFrame, batch_size: int = 1) 
             flush()
         while labelled < len(rows) and rows[labelled]["tx_time_seconds"] + DELAY <= t:
             done = rows[labelled]
-            store.record_label(
-                done["terminal_id"],
-                done["tx_time_seconds"],
-                done["transaction_id"],
-                bool(done["tx_fraud"]),
-            )
+            store.record_label(done["transaction_id"], bool(done["tx_fraud"]))
             labelled += 1
         chunk.append(row)
         if len(chunk) >= batch_size:
@@ -280,8 +275,9 @@ def test_out_of_order_arrival_within_one_second(store: OnlineFeatureStore) -> No
 
 
 def test_an_earlier_transaction_arriving_late_is_counted_by_time(
-    store: OnlineFeatureStore,
+    make_store: Callable[..., OnlineFeatureStore],
 ) -> None:
+    store = make_store(max_skew_seconds=3 * DAY)  # the next transaction comes two days later
     rows = [
         (1, 10 * DAY, 3, 1, 10.0, 0),
         (2, 12 * DAY, 3, 1, 20.0, 0),
@@ -322,29 +318,33 @@ def test_retried_transaction_is_not_counted_twice(store: OnlineFeatureStore) -> 
 
 
 def test_labels_younger_than_the_delay_are_never_used_and_can_be_corrected(
-    store: OnlineFeatureStore,
+    make_store: Callable[..., OnlineFeatureStore],
 ) -> None:
+    store = make_store(max_skew_seconds=2 * DELAY)  # jumps a label delay at a time
     t0 = 5 * DAY
     store.features_for(tx(1, t0, customer=1, terminal=9))
-    store.record_label(9, t0, 1, fraud=True)  # early feedback: stored, not yet usable
+    store.record_label(1, fraud=True)  # early feedback: stored, not yet usable
     just_before = store.features_for(tx(2, t0 + DELAY - 1, customer=2, terminal=9))
     assert (just_before["terminal_nb_tx_1d"], just_before["terminal_risk_1d"]) == (0, 0.0)
     at_delay = store.features_for(tx(3, t0 + DELAY, customer=3, terminal=9))
     assert (at_delay["terminal_nb_tx_1d"], at_delay["terminal_risk_1d"]) == (1, 1.0)
-    store.record_label(9, t0, 1, fraud=False)  # a chargeback reversed
+    store.record_label(1, fraud=False)  # a chargeback reversed
     corrected = store.features_for(tx(4, t0 + DELAY, customer=4, terminal=9))
     assert (corrected["terminal_nb_tx_30d"], corrected["terminal_risk_30d"]) == (1, 0.0)
-    # A label for a transaction this service never scored still counts it.
-    store.record_label(9, t0 + 10, 99, fraud=True)
+    # A label for a transaction the store never saw changes nothing.
+    assert store.record_label(99, fraud=True) is None
     later = store.features_for(tx(5, t0 + DELAY + 10, customer=5, terminal=9))
-    assert (later["terminal_nb_tx_1d"], later["terminal_risk_1d"]) == (2, 0.5)
+    assert (later["terminal_nb_tx_1d"], later["terminal_risk_1d"]) == (1, 0.0)
 
 
 # ---------------------------------------------------------------------------------- concurrency
 
 
 @pytest.mark.parametrize("n", [64])
-def test_concurrent_requests_for_one_card_lose_no_update(store: OnlineFeatureStore, n: int) -> None:
+def test_concurrent_requests_for_one_card_lose_no_update(
+    make_store: Callable[..., OnlineFeatureStore], n: int
+) -> None:
+    store = make_store(max_skew_seconds=2 * DELAY)  # jumps a label delay at the end
     t = 20 * DAY
     start = threading.Barrier(min(n, 16))
 

@@ -32,6 +32,7 @@ from fraud_assets.modeling.registry import ModelRegistry
 from fraud_assets.modeling.training import TrainedModel, TrainingConfig, train_model
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.app import create_app, redis_client
+from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import LoadedModel, ModelSource
 from fraud_assets.serving.online_features import (
     InMemoryFeatureStore,
@@ -51,6 +52,7 @@ KEY = b"serving-test-key"
 TOKEN = "s3cret-token"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WHEN = dt.datetime(2018, 4, 20, 12, 0, 0)
+DAY = dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -280,10 +282,14 @@ def test_rules_win_over_a_loaded_model(source):
         assert second["fraud_probability"] is not None  # still scored, for monitoring
 
 
-def test_feedback_feeds_the_terminal_risk(source):
+def test_feedback_feeds_the_terminal_risk(source, tmp_path):
     store = InMemoryFeatureStore()
-    with TestClient(make_app(source, store=store)) as client:
-        assert client.post("/v1/score", json=tx(10, terminal=5)).status_code == 200
+    app = make_app(source, store=store)
+    app.state.scorer.label_log = LabelLog(tmp_path / "labels")
+    with TestClient(app) as client:
+        for tid, minutes in ((10, 0), (11, 1)):
+            when = WHEN + dt.timedelta(minutes=minutes)
+            assert client.post("/v1/score", json=tx(tid, terminal=5, when=when)).status_code == 200
         r = client.post(
             "/v1/feedback",
             json={
@@ -295,22 +301,20 @@ def test_feedback_feeds_the_terminal_risk(source):
         )
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "recorded"
-        seconds = r.json()["tx_time_seconds"]
-        r = client.post(
-            "/v1/feedback",
-            json={
-                "transaction_id": 11,
-                "terminal_id": 5,
-                "fraud": False,
-                "tx_time_seconds": seconds + 60,
-            },
-        )
+        # Terminal and time are optional: the platform knows them from the scored transaction.
+        r = client.post("/v1/feedback", json={"transaction_id": 11, "fraud": False})
         assert r.status_code == 200, r.text
+        assert r.json()["tx_time_seconds"] == pseudonymised(tx(11, when=WHEN)).tx_time_seconds + 60
     later = pseudonymised(
         tx(12, customer=99, terminal=5, when=WHEN + dt.timedelta(days=7, hours=1))
     )
+    for i in range(1, 8):  # the time guard takes the store's clock a day at a time
+        store.features_for(pseudonymised(tx(100 + i, customer=98, terminal=6, when=WHEN + i * DAY)))
     feats = store.features_for(later)
     assert feats["terminal_nb_tx_1d"] == 2 and feats["terminal_risk_1d"] == 0.5
+    logged = LabelLog(tmp_path / "labels").read()
+    assert [(r["transaction_id"], r["fraud"]) for r in logged] == [(10, True), (11, False)]
+    assert all(r["terminal_id"] == pseudonymised(tx(10, terminal=5)).terminal_id for r in logged)
 
 
 # ------------------------------------------------------------------------------- auth, input
@@ -322,11 +326,14 @@ def test_bearer_token_is_required_on_v1_when_configured(source):
         bad = {"Authorization": "Bearer nope"}
         assert client.post("/v1/score", json=tx(1), headers=bad).status_code == 401
         assert client.post("/v1/score/batch", json={"transactions": [tx(1)]}).status_code == 401
+        r = client.post("/v1/score", json=tx(1), headers={"Authorization": "Basic eDp5"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        # Labelling is its own role: closed while FRAUD_FEEDBACK_TOKEN is not configured.
         r = client.post(
             "/v1/feedback",
             json={"transaction_id": 1, "terminal_id": 1, "fraud": True, "tx_time_seconds": 5},
         )
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.status_code == 403 and r.json()["reason"] == "role_not_configured"
         good = {"Authorization": f"Bearer {TOKEN}"}
         assert client.post("/v1/score", json=tx(1), headers=good).status_code == 200
         for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes stay open
@@ -365,10 +372,15 @@ def test_bad_batch_item_and_feedback_are_422_naming_the_field(source):
         r = client.post("/v1/score/batch", json={"transactions": items})
         assert r.status_code == 422
         assert r.json()["detail"][0]["loc"] == ["body", "transactions", 1, "tx_datetime"]
-        r = client.post("/v1/feedback", json={"transaction_id": 1, "terminal_id": 2, "fraud": True})
+        r = client.post(
+            "/v1/feedback",
+            json={"transaction_id": 1, "fraud": True, "tx_datetime": "2001-01-01T00:00:00"},
+        )
         assert r.status_code == 422
         assert r.json()["detail"][0]["loc"] == ["body", "tx_datetime"]
-        assert "tx_time_seconds" in r.json()["detail"][0]["msg"]
+        r = client.post("/v1/feedback", json={"transaction_id": 1, "fraud": "maybe"})
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["body", "fraud"]
 
 
 # ------------------------------------------------------------------------------- models
@@ -570,8 +582,9 @@ def test_redis_store_variant_scores_idempotently(source, redis_store):
         assert r.status_code == 200
     customer_key = redis_store._customer_key(Pseudonymizer(KEY).one("customer", 3))
     assert redis_store.redis.zcard(customer_key) == 1
-    keys = list(redis_store.redis.scan_iter(match=redis_store.prefix + "*"))
-    assert len(keys) == 3  # one customer, terminal tx + fraud sets
+    keys = {k.decode() for k in redis_store.redis.scan_iter(match=redis_store.prefix + "*")}
+    # one customer, terminal tx + fraud sets, the id index (versions, times) and the clock
+    assert len(keys) == 6, keys
 
 
 def test_openapi_fuzz_finds_no_server_error(source):
@@ -600,7 +613,7 @@ def test_openapi_fuzz_finds_no_server_error(source):
             case.call_and_validate(headers=headers, checks=[not_a_server_error])
 
         check()
-    assert operations == 6
+    assert operations == 7
     assert time.monotonic() - started < 90
 
 

@@ -19,15 +19,19 @@ TRIGGER_TAG = "fraud/trigger"  # why a training run was requested (new batches, 
 
 
 def latest_features(lake: "Lake", days: int) -> "tuple[pl.DataFrame, dt.date]":
-    """The feature rows of the newest `days` dates, and the newest date."""
+    """The feature rows of the newest `days` dates, and the newest date. Labels the scoring
+    service received (`fraud_labels`) replace the batch files' `tx_fraud` where they exist."""
     from fraud_assets.lake import FEATURES
     from fraud_assets.modeling.training import DAY
+    from fraud_assets.online_state.publish import apply_labels, labels_table
 
     dates = lake.dates(FEATURES)
     if not dates:
         raise dg.Failure("No feature batches in the lake yet: ingest some batches first.")
     data_end = dates[-1]
-    return lake.read_by_date(FEATURES, data_end - (days - 1) * DAY, data_end), data_end
+    first = data_end - (days - 1) * DAY
+    features = lake.read_by_date(FEATURES, first, data_end)
+    return apply_labels(features, labels_table(lake, first, data_end)), data_end
 
 
 @dg.asset(

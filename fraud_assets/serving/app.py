@@ -4,21 +4,37 @@
     app_from_env() -> FastAPI        the uvicorn factory `fraud serve` runs
 
 Endpoints
-    POST /v1/score            one raw transaction -> decision        (?explain=true adds reasons)
+    POST /v1/score            one raw transaction -> decision        (?explain=true adds reasons,
+                              ?features=true the feature vector)
     POST /v1/score/batch      {"transactions": [...]} (1..1000) -> {"results": [...]}, one model
                               call for the batch, results in request order
-    POST /v1/feedback         the bank's label for a transaction -> online terminal risk
+    POST /v1/features         one raw transaction -> {"transaction_id", "features", "state_as_of"}:
+                              the vector scoring would use, recorded like a scored transaction;
+                              works without a model
+    POST /v1/feedback         the bank's label for a transaction the platform has seen -> label
+                              log, online terminal risk (labelling role)
     GET  /healthz             the process is alive (always 200)
     GET  /readyz              200 when a model is loaded, else 503; says which version is served,
-                              whether the registry was reachable at the last poll (and the error)
+                              whether the registry was reachable at the last poll (and the error),
+                              and how fresh the online state is (newest batch and transaction)
     GET  /metrics             Prometheus text format
+
+Roles: FRAUD_API_TOKEN scores (/v1/score*, /v1/features), FRAUD_FEEDBACK_TOKEN labels
+(/v1/feedback). Tokens are checked before the body is read; bodies over FRAUD_MAX_BODY_BYTES are
+refused (413) before they are read; JSON bodies are parsed strictly (`strict_json.py`).
 
 Status codes of /v1/*
     200  scored / recorded
-    401  a token is configured (FRAUD_API_TOKEN) and the request lacks `Authorization: Bearer
-         <token>` or carries another one
+    401  a token is configured and the request lacks `Authorization: Bearer <token>` or
+         carries an unknown one
+    403  a valid token of the other role (a scoring token on /v1/feedback, or the reverse), or
+         labelling without a configured FRAUD_FEEDBACK_TOKEN while scoring needs a token
+    404  /v1/feedback: the transaction has not been seen by the platform
+    413  the body is larger than FRAUD_MAX_BODY_BYTES
     422  invalid input; `detail[*].loc` names the field, e.g. ["body", "tx_amount"] or
-         ["body", "transactions", 3, "tx_datetime"] for the 4th item of a batch
+         ["body", "transactions", 3, "tx_datetime"] for the 4th item of a batch; the input is
+         never echoed back. Also the time guard: a transaction too far after the newest one
+         held, or older than the online history (loc ["body", "tx_datetime"])
     503  the service cannot score right now, body {"detail": ..., "reason": ...}:
          reason "model_not_ready"          no model loaded yet (Retry-After: the poll interval)
          reason "feature_store_unavailable" the online feature store (Redis) failed; nothing is
@@ -45,11 +61,12 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.telemetry import TelemetryConfig
@@ -63,6 +80,7 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, Field
 
+from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.micro_batch import MicroBatcher
 from fraud_assets.serving.model_source import ModelSource, SourceStatus
 from fraud_assets.serving.online_features import InMemoryFeatureStore, OnlineFeatureStore
@@ -74,8 +92,10 @@ from fraud_assets.serving.scoring import (
     Prepared,
     RawTransaction,
     Scorer,
+    UnknownTransaction,
 )
 from fraud_assets.serving.settings import ServiceSettings
+from fraud_assets.serving.strict_json import StrictJSONRoute
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +130,20 @@ class ScoreResponse(BaseModel):
     reasons: list[Reason] | None = Field(
         None, description="Top 3 SHAP contributions; only with ?explain=true."
     )
+    features: dict[str, float] | None = Field(
+        None, description="The feature vector the model saw; only with ?features=true."
+    )
+
+
+class StateAsOf(BaseModel):
+    newest_transaction: str | None = Field(description="Newest transaction time in the state.")
+    newest_batch: str | None = Field(description="Newest batch published into the state.")
+
+
+class FeaturesResponse(BaseModel):
+    transaction_id: int
+    features: dict[str, float]
+    state_as_of: StateAsOf
 
 
 class BatchRequest(BaseModel):
@@ -124,10 +158,12 @@ class BatchResponse(BaseModel):
 
 class FeedbackRequest(BaseModel):
     transaction_id: int = Field(ge=0, le=2**63 - 1)
-    terminal_id: int = Field(ge=0, le=2**63 - 1, description="Raw terminal id.")
     fraud: bool
-    tx_time_seconds: int | None = Field(None, ge=0, description="Or give tx_datetime.")
-    tx_datetime: dt.datetime | None = Field(None, description="ISO 8601; or give tx_time_seconds.")
+    terminal_id: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="Raw terminal id; optional, checked if given."
+    )
+    tx_time_seconds: int | None = Field(None, ge=0, description="Optional, checked if given.")
+    tx_datetime: dt.datetime | None = Field(None, description="ISO 8601; optional, checked.")
 
 
 class FeedbackResponse(BaseModel):
@@ -144,6 +180,8 @@ class ErrorResponse(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    403: {"model": ErrorResponse, "description": "A token of the other role."},
+    413: {"description": "Body larger than FRAUD_MAX_BODY_BYTES."},
     503: {
         "model": ErrorResponse,
         "description": "No model loaded yet, or the online feature store is unavailable.",
@@ -246,6 +284,89 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
+class _RoleGuard:
+    """Checks the bearer token of /v1/* before anything reads the body (ASGI middleware).
+
+    /v1/feedback is the labelling role (FRAUD_FEEDBACK_TOKEN), every other /v1 path the
+    scoring role (FRAUD_API_TOKEN). With no token configured everything is open (development);
+    with any token configured, a role without its own token is refused (403).
+    """
+
+    def __init__(self, app: Any, scoring: str | None, labelling: str | None) -> None:
+        self.app = app
+        self.tokens = {"scoring": scoring, "labelling": labelling}
+        self.enabled = scoring is not None or labelling is not None
+
+    def _role_of(self, presented: str | None) -> str | None:
+        if presented is None:
+            return None
+        found = None
+        for role, token in self.tokens.items():  # compare with every token: constant work
+            if token is not None and hmac.compare_digest(presented.encode(), token.encode()):
+                found = role
+        return found
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not self.enabled or not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        needed = "labelling" if path.rstrip("/") == "/v1/feedback" else "scoring"
+        presented = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and credentials.strip():
+                    presented = credentials.strip()
+        role = self._role_of(presented)
+        if role == needed:
+            await self.app(scope, receive, send)
+            return
+        if self.tokens[needed] is None:
+            variable = "FRAUD_FEEDBACK_TOKEN" if needed == "labelling" else "FRAUD_API_TOKEN"
+            detail = f"{path} needs the {needed} role, and {variable} is not configured"
+            response = _error(403, {"detail": detail, "reason": "role_not_configured"})
+            await response(scope, receive, send)
+            return
+        if role is None:
+            status, detail, reason = 401, "missing or invalid bearer token", "unauthenticated"
+            headers = {"WWW-Authenticate": "Bearer"}
+        else:
+            status, headers, reason = 403, {}, "wrong_role"
+            detail = f"this token belongs to the {role} role; {path} needs the {needed} role"
+        response = _error(status, {"detail": detail, "reason": reason}, headers)
+        await response(scope, receive, send)
+
+
+def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """An error response that always encodes (ASCII escapes; no NaN)."""
+    return Response(
+        json.dumps(body, separators=(",", ":"), default=str),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+MAX_ERRORS = 20  # a 422 lists at most this many problems
+MAX_MESSAGE = 300  # characters of one message
+
+
+def _errors_out(errors: Any) -> list[dict[str, Any]]:
+    """Validation errors as loc/msg/type only: the input is never echoed back."""
+    out = []
+    for e in list(errors)[:MAX_ERRORS]:
+        loc = [p if isinstance(p, int) else str(p)[:64] for p in e.get("loc", ())]
+        out.append(
+            {
+                "loc": loc,
+                "msg": str(e.get("msg", ""))[:MAX_MESSAGE],
+                "type": str(e.get("type", "value_error")),
+            }
+        )
+    return out
+
+
 # ------------------------------------------------------------------------------- assembly
 
 
@@ -268,8 +389,15 @@ def redis_client(url: str, timeout_seconds: float = 0.5) -> Any:
     )
 
 
-def build_scorer(settings: ServiceSettings) -> Scorer:
-    """The scorer the settings describe: Redis or in-process store, registry-backed model."""
+def build_scorer(
+    settings: ServiceSettings, warm: bool = False, emit: Callable[[str], None] | None = None
+) -> Scorer:
+    """The scorer the settings describe: Redis or in-process store, registry-backed model.
+
+    `warm`: an in-process store is loaded from the lake first (FRAUD_WARM_START), printing a
+    progress line and the time it took; a Redis store holds what `online_feature_state`
+    published. `emit` receives the warm start's progress lines (default: the log).
+    """
     from fraud_assets.privacy import Pseudonymizer
 
     store: OnlineFeatureStore
@@ -277,15 +405,22 @@ def build_scorer(settings: ServiceSettings) -> Scorer:
         from fraud_assets.serving.online_features import RedisFeatureStore
 
         client = redis_client(settings.redis_url, settings.redis_timeout_seconds)
-        store = RedisFeatureStore(client, prefix=settings.redis_prefix)
+        store = RedisFeatureStore(
+            client, prefix=settings.redis_prefix, max_skew_seconds=settings.max_clock_skew_seconds
+        )
     else:
-        store = InMemoryFeatureStore()
+        store = InMemoryFeatureStore(max_skew_seconds=settings.max_clock_skew_seconds)
+        if warm and settings.warm_start:
+            from fraud_assets.online_state.publish import warm_start
+
+            warm_start(store, settings.lake, emit=emit or log.info, origin=settings.origin)
     return Scorer(
         store=store,
         model_source=ModelSource.from_settings(settings),
         rules=RuleSet.from_settings(settings),
         pseudonymizer=Pseudonymizer(),
         origin=settings.origin_date,
+        label_log=LabelLog(settings.label_log_dir),
     )
 
 
@@ -328,13 +463,13 @@ def create_app(
         settings = settings or ServiceSettings()
     else:
         settings = settings_or_scorer or settings or ServiceSettings()
-        scorer = build_scorer(settings)
+        scorer = build_scorer(settings, warm=True)
     source = scorer.model_source
     interval = poll_seconds if poll_seconds is not None else settings.model_poll_seconds
     metrics = ServiceMetrics()
 
     # Concurrent single requests share a thread hop, a Redis round trip and a model call.
-    def score_together(prepared: list[Prepared]) -> list[dict[str, Any]]:
+    def score_together(prepared: list[Prepared]) -> list[dict[str, Any] | InvalidTransaction]:
         metrics.micro_batch.observe(len(prepared))
         return scorer.score_prepared(prepared)
 
@@ -380,42 +515,50 @@ def create_app(
         'Decisions are "block" or "allow"; see the module docs of fraud_assets.serving.app.',
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
+        max_body_size=settings.max_body_bytes,  # 413 before the body is read (Content-Length)
     )
+    app.router.route_class = StrictJSONRoute
     app.state.scorer = scorer
     app.state.settings = settings
     app.state.metrics = metrics
+    # Outermost first: the role check answers before anything reads the body.
+    app.add_middleware(_RoleGuard, scoring=settings.api_token, labelling=settings.feedback_token)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    token = settings.api_token or settings.feedback_token
 
-    bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN")
-    token = settings.api_token
+    # Documents the bearer scheme in the OpenAPI schema; `_RoleGuard` does the checking.
+    bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN / FRAUD_FEEDBACK_TOKEN")
 
-    # A default, not Annotated[...]: `bearer` is local, and postponed annotations are resolved
-    # against the module globals.
-    # async: a plain `def` dependency would cost every request a trip through the thread pool.
-    async def require_token(
+    async def document_bearer(
         credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
     ) -> None:
-        if token is None:
-            return
-        if credentials is None or not hmac.compare_digest(
-            credentials.credentials.encode(), token.encode()
-        ):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or invalid bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        return None
 
-    v1 = [Depends(require_token)] if token else []
+    v1 = [Depends(document_bearer)] if token else []
 
     # -- errors ---------------------------------------------------------------------------------
 
+    @app.exception_handler(RequestValidationError)
+    async def _unprocessable(request: Request, exc: RequestValidationError) -> Response:
+        return _error(422, {"detail": _errors_out(exc.errors())})
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        detail = exc.detail
+        if isinstance(detail, list):
+            detail = _errors_out(detail)
+        return _error(exc.status_code, {"detail": detail}, getattr(exc, "headers", None))
+
     @app.exception_handler(InvalidTransaction)
-    async def _invalid(request: Request, exc: InvalidTransaction) -> JSONResponse:
+    async def _invalid(request: Request, exc: InvalidTransaction) -> Response:
         prefix: list[Any] = ["body"]
         if exc.index is not None:
             prefix += ["transactions", exc.index]
-        return JSONResponse(status_code=422, content={"detail": _prefix_loc(exc.errors, prefix)})
+        return _error(422, {"detail": _errors_out(_prefix_loc(exc.errors, prefix))})
+
+    @app.exception_handler(UnknownTransaction)
+    async def _unknown(request: Request, exc: UnknownTransaction) -> Response:
+        return _error(404, {"detail": str(exc), "reason": "unknown_transaction"})
 
     @app.exception_handler(ModelNotReady)
     async def _not_ready(request: Request, exc: ModelNotReady) -> JSONResponse:
@@ -454,14 +597,19 @@ def create_app(
     async def score(
         transaction: RawTransaction,
         explain: Annotated[bool, Query(description="Add the top 3 SHAP reasons.")] = False,
+        features: Annotated[bool, Query(description="Add the feature vector.")] = False,
     ) -> Response:
         """Score one raw transaction."""
         prepared = scorer.prepare(transaction)  # validation only: fine on the event loop
-        if explain:  # SHAP is per row anyway; keep it out of the shared batches
-            explained = functools.partial(scorer.score_prepared, [prepared], explain=True)
-            result = (await anyio.to_thread.run_sync(explained))[0]
+        if explain or features:  # debugging requests stay out of the shared batches
+            alone = functools.partial(
+                scorer.score_prepared, [prepared], explain=explain, features=features
+            )
+            result = (await anyio.to_thread.run_sync(alone))[0]
         else:
             result = await batcher.submit(prepared)
+        if isinstance(result, InvalidTransaction):
+            raise InvalidTransaction(result.errors)  # one request: no batch index
         count([result])
         return _json(result)
 
@@ -474,9 +622,10 @@ def create_app(
     def score_batch(
         batch: BatchRequest,
         explain: Annotated[bool, Query(description="Add the top 3 SHAP reasons.")] = False,
+        features: Annotated[bool, Query(description="Add each feature vector.")] = False,
     ) -> Response:
         """Score up to 1000 transactions with one model call; results in request order."""
-        results = scorer.score_many(batch.transactions, explain=explain)
+        results = scorer.score_many(batch.transactions, explain=explain, features=features)
         count(results)
         return _json(
             {
@@ -486,13 +635,27 @@ def create_app(
             }
         )
 
+    @app.post(
+        "/v1/features",
+        response_model=FeaturesResponse,
+        dependencies=v1,
+        responses=_ERRORS,
+    )
+    def features_of(transaction: RawTransaction) -> Response:
+        """The feature vector the service uses for a raw transaction (recorded like a scored
+        one; no model needed): for debugging, parity checks and investigators."""
+        try:
+            return _json(scorer.features_many([transaction])[0])
+        except InvalidTransaction as e:
+            raise InvalidTransaction(e.errors) from e
+
     @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=v1, responses=_ERRORS)
     def feedback(label: FeedbackRequest) -> dict[str, Any]:
-        """Record the bank's fraud / genuine verdict for a transaction."""
+        """Record the bank's fraud / genuine verdict for a transaction the platform has seen."""
         return scorer.feedback(
             transaction_id=label.transaction_id,
-            terminal_id=label.terminal_id,
             fraud=label.fraud,
+            terminal_id=label.terminal_id,
             tx_time_seconds=label.tx_time_seconds,
             tx_datetime=label.tx_datetime,
         )
@@ -501,6 +664,12 @@ def create_app(
     def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
+
+    def state() -> dict[str, Any]:
+        try:
+            return scorer._state_as_of()
+        except FeatureStoreUnavailable as e:
+            return {"error": str(e)}
 
     @app.get("/readyz", responses={503: {"description": "No model loaded yet."}})
     def readyz() -> JSONResponse:
@@ -520,6 +689,7 @@ def create_app(
             ),
             "feature_store": store_kind,
             "auth": "bearer" if token else "off",
+            "online_state": state(),
         }
         if not status.loaded:
             body["detail"] = "no model loaded: " + (

@@ -63,7 +63,9 @@ def serve(
         typer.Option(help="Log every request (one line each).", rich_help_panel=_RUN),
     ] = False,
 ) -> None:
-    """Serve the real-time scoring API (POST /v1/score, /v1/score/batch, /v1/feedback)."""
+    """Serve the real-time scoring API (POST /v1/score, /v1/score/batch, /v1/features,
+    /v1/feedback). Without FRAUD_REDIS_URL the online state is first loaded from the lake
+    (FRAUD_LAKE_URL; FRAUD_WARM_START=false skips it)."""
     import uvicorn
 
     from fraud_assets.serving.settings import ServiceSettings

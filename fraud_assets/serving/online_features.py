@@ -6,7 +6,9 @@ recent history to compute the same numbers, and updates it with every scored tra
 
 Public API
     Transaction                  the (already pseudonymised) raw transaction the service receives
-    OnlineFeatureStore           the interface; `features_for`, `record_label`, `publish_snapshot`
+    OnlineFeatureStore           the interface; `features_for`, `record_label`, `publish_snapshot`,
+                                 `seen`, `clock`, `newest_batch`
+    TimeRefused                  (ValueError) a transaction outside the time guard
     InMemoryFeatureStore()       the embedded default (one process, a lock)
     RedisFeatureStore(client, prefix="fraud:")   shared state, one Lua script per transaction
 
@@ -30,12 +32,23 @@ Semantics (the same as `spec`, stated for one transaction at a time)
     within the delay — so an unlabelled one counts as genuine. Labels are keyed by transaction
     time, never by arrival, and only those at or before t - d are ever read, so feeding a label
     early cannot leak it into a younger transaction's features.
-    Idempotence. Re-scoring the same transaction (a client retry) does not count it twice: the
-    entries are keyed by (time, id, amount). A retry reads the history as it is then, which is
-    the batch answer again. Labels can be corrected (fraud -> genuine and back).
+    Idempotence. A transaction id is counted once in every window, whatever a retry carries:
+    the first version recorded under an id wins (the batch pipeline also keeps the first row per
+    id). A retry -- same content, changed amount, another card, another second -- is scored as
+    that first version, reading the history as it is then, which is the batch answer again. The
+    store keeps each id's first version for the terminal retention (the id index).
+    Time guard. The store's clock is the newest transaction time it holds. A new transaction
+    more than `max_skew_seconds` (default one day) after the clock, or at or before the clock
+    minus the customer retention, is refused with `TimeRefused` and changes nothing. Pruning
+    is measured from min(t, clock + grace), so no transaction, however far ahead, erases
+    history the others still need. An empty store has no clock and accepts the first transaction.
+    Labels. `record_label(transaction_id, fraud)` applies to a transaction the store has seen
+    (scored, or published from a batch) and returns its version; an unknown id returns None
+    and changes nothing. Labels can be corrected (fraud -> genuine and back).
     Snapshot. `publish_snapshot(clean)` bulk-loads the newest 30 (customers) and 37 (terminals)
-    days, plus the grace, of a batch clean table, labels (`tx_fraud`) included. It merges with
-    what is stored (upserts), so loading it twice, or over live state, changes nothing.
+    days, plus the grace, of a batch clean table, labels (`tx_fraud`) included. Ids already held
+    keep their first version (only their label is updated), so loading it twice, or over live
+    state, counts every transaction once. `batch_id` is remembered: `newest_batch()`.
 
 Both stores compute the windows from the same bounds and assemble the features with the same
 code (`_assemble`), so they return identical values.
@@ -44,6 +57,7 @@ code (`_assemble`), so they return identical values.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -67,6 +81,7 @@ TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PE
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
+DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
 SNAPSHOT_COLUMNS = (
     "transaction_id",
     "customer_id",
@@ -99,6 +114,27 @@ class Transaction:
         if self.tx_datetime.tzinfo is not None:
             utc = self.tx_datetime.astimezone(dt.UTC).replace(tzinfo=None)
             object.__setattr__(self, "tx_datetime", utc)
+
+    def version(self) -> str:
+        """The stored form of this version: `time|customer|terminal|amount|datetime`."""
+        return (
+            f"{self.tx_time_seconds}|{self.customer_id}|{self.terminal_id}|"
+            f"{float(self.tx_amount)!r}|{self.tx_datetime.isoformat()}"
+        )
+
+    @classmethod
+    def from_version(cls, transaction_id: int, version: str | bytes) -> Transaction:
+        if isinstance(version, bytes):
+            version = version.decode()
+        t, customer, terminal, amount, when = version.split("|")
+        return cls(
+            transaction_id=int(transaction_id),
+            tx_datetime=dt.datetime.fromisoformat(when),
+            customer_id=int(customer),
+            terminal_id=int(terminal),
+            tx_amount=float(amount),
+            tx_time_seconds=int(t),
+        )
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> Transaction:
@@ -159,13 +195,42 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
     return {name: out[name] for name in FEATURE_COLUMNS}
 
 
+class TimeRefused(ValueError):
+    """A transaction outside the time guard; nothing was recorded. `reason`: future / stale."""
+
+    def __init__(self, tx: Transaction, reason: str, clock: int, store: OnlineFeatureStore):
+        self.transaction_id = tx.transaction_id
+        self.reason = reason
+        self.clock = clock
+        if reason == "future":
+            limit = store.max_skew_seconds
+            text = (
+                f"is {tx.tx_time_seconds - clock} s after the newest transaction the service "
+                f"holds (tx_time_seconds {clock}); more than {limit} s ahead "
+                "(FRAUD_MAX_CLOCK_SKEW_SECONDS) is refused"
+            )
+        else:
+            limit = store.customer_retention
+            text = (
+                f"is {clock - tx.tx_time_seconds} s before the newest transaction the service "
+                f"holds (tx_time_seconds {clock}); the online history reaches back {limit} s, "
+                "so older transactions are refused"
+            )
+        super().__init__(text)
+
+
 class OnlineFeatureStore(ABC):
     """State for online features. Implementations differ only in where the history lives."""
 
-    def __init__(self, late_grace_seconds: int = DEFAULT_LATE_GRACE_SECONDS) -> None:
-        if late_grace_seconds < 0:
-            raise ValueError("late_grace_seconds must be >= 0")
+    def __init__(
+        self,
+        late_grace_seconds: int = DEFAULT_LATE_GRACE_SECONDS,
+        max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
+    ) -> None:
+        if late_grace_seconds < 0 or max_skew_seconds < 0:
+            raise ValueError("late_grace_seconds and max_skew_seconds must be >= 0")
         self.late_grace_seconds = late_grace_seconds
+        self.max_skew_seconds = max_skew_seconds
         self.customer_retention = CUSTOMER_RETENTION_SECONDS + late_grace_seconds
         self.terminal_retention = TERMINAL_RETENTION_SECONDS + late_grace_seconds
 
@@ -173,55 +238,89 @@ class OnlineFeatureStore(ABC):
         """FEATURE_COLUMNS for `tx` (itself included in its customer windows); records `tx`.
 
         One atomic step per transaction: concurrent requests for the same card never lose an
-        update, and each sees a consistent history.
+        update, and each sees a consistent history. A retry of a known id is scored as the
+        first version; `TimeRefused` when the time guard refuses it.
         """
-        if not isinstance(tx, Transaction):
-            tx = Transaction.from_mapping(tx)
-        return _assemble(tx, self._score_and_record(tx, _Bounds.at(tx.tx_time_seconds)))
+        out = self.features_for_many([tx])[0]
+        if isinstance(out, TimeRefused):
+            raise out
+        return out
 
-    def features_for_many(self, txs: Sequence[Transaction]) -> list[Features]:
-        """`features_for` of each transaction, one after the other in the order given."""
-        return [self.features_for(tx) for tx in txs]
+    def features_for_many(
+        self, txs: Sequence[Transaction | Mapping[str, Any]]
+    ) -> list[Features | TimeRefused]:
+        """Each transaction in turn, in the order given; a refused one gives its `TimeRefused`
+        in its place (the others are recorded)."""
+        out: list[Features | TimeRefused] = []
+        for tx in txs:
+            if not isinstance(tx, Transaction):
+                tx = Transaction.from_mapping(tx)
+            try:
+                scored, windows = self._score_and_record(tx)
+            except TimeRefused as e:
+                out.append(e)
+                continue
+            out.append(_assemble(scored, windows))
+        return out
+
+    def guard(self, tx: Transaction, clock: int | None) -> None:
+        """Raise TimeRefused when `tx` lies outside the time guard of a store at `clock`."""
+        if clock is None:
+            return
+        if tx.tx_time_seconds > clock + self.max_skew_seconds:
+            raise TimeRefused(tx, "future", clock, self)
+        if tx.tx_time_seconds <= clock - self.customer_retention:
+            raise TimeRefused(tx, "stale", clock, self)
 
     @abstractmethod
-    def _score_and_record(self, tx: Transaction, bounds: _Bounds) -> _Windows:
-        """Atomically: add tx to its customer's and terminal's history, read the windows."""
+    def _score_and_record(self, tx: Transaction) -> tuple[Transaction, _Windows]:
+        """Atomically: the id's first version (tx when new, after the time guard), added to its
+        customer's and terminal's history, with its windows."""
 
     @abstractmethod
-    def record_label(
-        self, terminal_id: int, tx_time_seconds: int, transaction_id: int, fraud: bool
-    ) -> None:
-        """Label feedback for one transaction (adds it to the terminal's history if missing)."""
+    def record_label(self, transaction_id: int, fraud: bool) -> Transaction | None:
+        """Label a transaction the store has seen; its version, or None (nothing recorded)."""
 
     @abstractmethod
-    def publish_snapshot(self, clean_history: pl.DataFrame) -> None:
-        """Merge the newest retained days of a batch clean table (labels included) into state."""
+    def seen(self, transaction_id: int) -> Transaction | None:
+        """The first version of a transaction id the store holds, if any."""
+
+    @abstractmethod
+    def clock(self) -> int | None:
+        """The newest transaction time held (seconds since the origin); None when empty."""
+
+    @abstractmethod
+    def newest_batch(self) -> str | None:
+        """The newest batch id published into this store."""
+
+    @abstractmethod
+    def publish_snapshot(self, clean_history: pl.DataFrame, batch_id: str | None = None) -> int:
+        """Merge the newest retained days of a batch clean table (labels included) into state;
+        returns the number of transactions new to the store."""
 
     @abstractmethod
     def clear(self) -> None:
         """Forget all state of this store."""
 
-    def _snapshot_parts(self, clean: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        missing = [c for c in SNAPSHOT_COLUMNS if c not in clean.columns]
-        if missing:
-            raise ValueError(f"snapshot needs clean-table columns {missing}")
+    def _snapshot_rows(self, clean: pl.DataFrame, clock: int | None) -> pl.DataFrame | None:
+        """The rows a snapshot publishes, first row per id, in (time, id) order."""
         if clean.height == 0:
             return None
-        newest = clean["tx_time_seconds"].max()
-        customers = clean.filter(
-            pl.col("tx_time_seconds") > newest - self.customer_retention
-        ).select("customer_id", "tx_time_seconds", "transaction_id", "tx_amount")
-        terminals = clean.filter(
-            pl.col("tx_time_seconds") > newest - self.terminal_retention
-        ).select("terminal_id", "tx_time_seconds", "transaction_id", "tx_fraud")
-        # One row per customer / terminal, holding lists: each store loads them its own way.
-        by_customer = customers.group_by("customer_id").agg(pl.all())
-        by_terminal = terminals.group_by("terminal_id").agg(
-            pl.col("tx_time_seconds"),
-            pl.col("transaction_id"),
-            pl.col("tx_fraud").cast(pl.Boolean),
+        missing = [c for c in (*SNAPSHOT_COLUMNS, "tx_datetime") if c not in clean.columns]
+        if missing:
+            raise ValueError(f"snapshot needs clean-table columns {missing}")
+        newest = int(clean["tx_time_seconds"].max())
+        if clock is not None:
+            newest = max(newest, clock)
+        columns = [*SNAPSHOT_COLUMNS, "tx_datetime"]
+        rows = (
+            clean.select(columns)
+            .unique("transaction_id", keep="first", maintain_order=True)
+            .filter(pl.col("tx_time_seconds") > newest - self.terminal_retention)
+            .with_columns(pl.col("tx_fraud").cast(pl.Boolean))
+            .sort("tx_time_seconds", "transaction_id")
         )
-        return by_customer, by_terminal
+        return rows if rows.height else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,16 +341,35 @@ def _after(rows: list, seconds: int) -> int:
 class InMemoryFeatureStore(OnlineFeatureStore):
     """Sorted Python lists per customer and terminal, behind one lock. The embedded default."""
 
-    def __init__(self, late_grace_seconds: int = DEFAULT_LATE_GRACE_SECONDS) -> None:
-        super().__init__(late_grace_seconds)
+    def __init__(
+        self,
+        late_grace_seconds: int = DEFAULT_LATE_GRACE_SECONDS,
+        max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
+    ) -> None:
+        super().__init__(late_grace_seconds, max_skew_seconds)
         self._lock = threading.Lock()
         self._customers: dict[int, list[tuple[int, int, float]]] = {}  # (time, id, amount)
         self._terminal_tx: dict[int, list[tuple[int, int]]] = {}  # (time, id)
         self._terminal_fraud: dict[int, list[tuple[int, int]]] = {}  # (time, id) of frauds
+        self._versions: dict[int, Transaction] = {}  # id -> first version
+        self._by_time: list[tuple[int, int]] = []  # heap of (time, id): prunes the id index
+        self._clock: int | None = None
+        self._batches: set[str] = set()
 
-    def _score_and_record(self, tx: Transaction, bounds: _Bounds) -> _Windows:
-        t, tid = tx.tx_time_seconds, tx.transaction_id
+    def _score_and_record(self, tx: Transaction) -> tuple[Transaction, _Windows]:
         with self._lock:
+            known = self._versions.get(tx.transaction_id)
+            if known is None:
+                self.guard(tx, self._clock)
+                self._remember(tx)
+            else:
+                tx = known
+            t, tid = tx.tx_time_seconds, tx.transaction_id
+            bounds = _Bounds.at(t)
+            # Prune from t, but never from beyond clock + grace: a transaction far ahead of the
+            # others (up to the skew) cannot erase what the rest still needs.
+            base = t if self._clock is None else min(t, self._clock + self.late_grace_seconds)
+            self._clock = t if self._clock is None else max(t, self._clock)
             rows = self._customers.setdefault(tx.customer_id, [])
             _insert(rows, (t, tid, tx.tx_amount))
             end = bisect_right(rows, (t, tid, math.inf))  # just after tx in (time, id) order
@@ -260,7 +378,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 start = _after(rows, after)
                 counts.append(end - start)
                 sums.append(sum(r[2] for r in rows[start:end]))
-            cut = _after(rows, t - self.customer_retention)
+            cut = _after(rows, base - self.customer_retention)
             if cut:
                 del rows[:cut]
 
@@ -273,73 +391,136 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             t_counts = tuple(tx_end - _after(txs, a) for a in bounds.terminal_after)
             t_frauds = tuple(fraud_end - _after(frauds, a) for a in bounds.terminal_after)
             _insert(txs, (t, tid))
-            cutoff = t - self.terminal_retention
+            cutoff = base - self.terminal_retention
             for lst in (txs, frauds):
                 cut = _after(lst, cutoff)
                 if cut:
                     del lst[:cut]
-        return _Windows(tuple(counts), tuple(sums), t_counts, t_frauds)
+            self._prune_ids(cutoff)
+        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds)
 
-    def record_label(
-        self, terminal_id: int, tx_time_seconds: int, transaction_id: int, fraud: bool
-    ) -> None:
-        entry = (int(tx_time_seconds), int(transaction_id))
+    def _remember(self, tx: Transaction) -> None:
+        self._versions[tx.transaction_id] = tx
+        heapq.heappush(self._by_time, (tx.tx_time_seconds, tx.transaction_id))
+
+    def _prune_ids(self, cutoff: int) -> None:
+        heap = self._by_time
+        while heap and heap[0][0] <= cutoff:
+            _, tid = heapq.heappop(heap)
+            self._versions.pop(tid, None)
+
+    def record_label(self, transaction_id: int, fraud: bool) -> Transaction | None:
         with self._lock:
-            _insert(self._terminal_tx.setdefault(terminal_id, []), entry)
-            frauds = self._terminal_fraud.setdefault(terminal_id, [])
+            tx = self._versions.get(int(transaction_id))
+            if tx is None:
+                return None
+            entry = (tx.tx_time_seconds, tx.transaction_id)
+            _insert(self._terminal_tx.setdefault(tx.terminal_id, []), entry)
+            frauds = self._terminal_fraud.setdefault(tx.terminal_id, [])
             if fraud:
                 _insert(frauds, entry)
             else:
                 i = bisect_left(frauds, entry)
                 if i < len(frauds) and frauds[i] == entry:
                     del frauds[i]
+        return tx
 
-    def publish_snapshot(self, clean_history: pl.DataFrame) -> None:
-        parts = self._snapshot_parts(clean_history)
-        if parts is None:
-            return
-        by_customer, by_terminal = parts
+    def seen(self, transaction_id: int) -> Transaction | None:
         with self._lock:
-            for cid, times, ids, amounts in by_customer.iter_rows():
-                old = self._customers.get(cid, [])
-                self._customers[cid] = sorted(set(old).union(zip(times, ids, amounts, strict=True)))
-            for term, times, ids, fraud in by_terminal.iter_rows():
-                entries = list(zip(times, ids, strict=True))
-                labelled = {e for e, f in zip(entries, fraud, strict=True) if f}
-                genuine = set(entries) - labelled
-                old_tx = self._terminal_tx.get(term, [])
-                old_fraud = self._terminal_fraud.get(term, [])
-                self._terminal_tx[term] = sorted(set(old_tx).union(entries))
-                self._terminal_fraud[term] = sorted((set(old_fraud) - genuine) | labelled)
+            return self._versions.get(int(transaction_id))
+
+    def clock(self) -> int | None:
+        return self._clock
+
+    def newest_batch(self) -> str | None:
+        return max(self._batches, default=None)
+
+    def publish_snapshot(self, clean_history: pl.DataFrame, batch_id: str | None = None) -> int:
+        with self._lock:
+            rows = self._snapshot_rows(clean_history, self._clock)
+            if batch_id is not None:
+                self._batches.add(batch_id)
+            if rows is None:
+                return 0
+            newest = int(rows["tx_time_seconds"].max())
+            customer_from = newest - self.customer_retention  # newest already includes the clock
+            added = 0
+            touched: set[int] = set()
+            labels: dict[int, tuple[set, set]] = {}  # terminal -> (frauds, genuine) entries
+            for tid, cid, term, amount, t, fraud, when in rows.iter_rows():
+                known = self._versions.get(tid)
+                if known is None:
+                    known = Transaction(tid, when, cid, term, amount, t)
+                    self._remember(known)
+                    added += 1
+                    if t > customer_from:
+                        self._customers.setdefault(cid, []).append((t, tid, float(amount)))
+                        touched.add(cid)
+                    self._terminal_tx.setdefault(term, []).append((t, tid))
+                entry = (known.tx_time_seconds, tid)
+                frauds, genuine = labels.setdefault(known.terminal_id, (set(), set()))
+                (frauds if fraud else genuine).add(entry)
+            for cid in touched:
+                self._customers[cid] = sorted(set(self._customers[cid]))
+            for term, (frauds, genuine) in labels.items():
+                self._terminal_tx[term] = sorted(set(self._terminal_tx.get(term, [])))
+                old = set(self._terminal_fraud.get(term, []))
+                self._terminal_fraud[term] = sorted((old - genuine) | frauds)
+            self._clock = newest if self._clock is None else max(newest, self._clock)
+        return added
 
     def clear(self) -> None:
         with self._lock:
             self._customers.clear()
             self._terminal_tx.clear()
             self._terminal_fraud.clear()
+            self._versions.clear()
+            self._by_time.clear()
+            self._batches.clear()
+            self._clock = None
 
 
 # --------------------------------------------------------------------------------------------
 # Redis
 
-# KEYS: customer zset, terminal zset, terminal fraud zset.
-# ARGV: 1 t, 2 customer member, 3 padded id, 4 terminal member, 5 customer prune cutoff,
-#       6 terminal prune cutoff, 7 ttl (0: none), 8 n windows, 9 widest customer lower edge,
-#       10 terminal upper edge, 11..10+n customer lower edges, 11+n..10+2n terminal lower edges.
-# Customer members are "<20-digit id>:<amount>" scored by time: ZRANGEBYSCORE returns them in
-# (time, id) order, and members in the current second with a larger id are skipped. Sums are
-# returned as %.17g strings (a Lua number reply would be truncated to an integer).
+# KEYS: 1 customer zset, 2 terminal zset, 3 terminal fraud zset, 4 id index (hash id ->
+#       version), 5 id times (zset id by time), 6 clock (string: newest time held).
+# ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
+#       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
+#       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
+#       13+2n late grace.
+# Replies: {"version", <stored version>} when the id is held with another version (the caller
+# scores that one instead); {"future"|"stale", clock} when the time guard refuses; otherwise
+# {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>" scored by time:
+# ZRANGEBYSCORE returns them in (time, id) order, and members in the current second with a
+# larger id are skipped. Sums are returned as %.17g strings (a Lua number reply would be
+# truncated to an integer).
 _SCORE_LUA = """
 local t = tonumber(ARGV[1])
 local pid = ARGV[3]
 local n = tonumber(ARGV[8])
+local prev = redis.call('HGET', KEYS[4], ARGV[4])
+if prev and prev ~= ARGV[11] then return {'version', prev} end
+local clock = tonumber(redis.call('GET', KEYS[6]))
+if (not prev) and clock then
+  if t > clock + tonumber(ARGV[12]) then return {'future', tostring(clock)} end
+  if t <= clock - tonumber(ARGV[5]) then return {'stale', tostring(clock)} end
+end
+local base = t
+local grace = tonumber(ARGV[13 + 2 * n])
+if clock and clock + grace < t then base = clock + grace end
+if not prev then
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[11])
+  redis.call('ZADD', KEYS[5], t, ARGV[4])
+end
+if (not clock) or t > clock then redis.call('SET', KEYS[6], ARGV[1]) end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[9], ARGV[1], 'WITHSCORES')
 local counts, sums, lows = {}, {}, {}
 for i = 1, n do
   counts[i] = 0
   sums[i] = 0
-  lows[i] = tonumber(ARGV[10 + i])
+  lows[i] = tonumber(ARGV[12 + i])
 end
 for j = 1, #rows, 2 do
   local member = rows[j]
@@ -354,25 +535,66 @@ for j = 1, #rows, 2 do
     end
   end
 end
-local out = {}
+local out = {'ok'}
 for i = 1, n do
   out[#out + 1] = counts[i]
   out[#out + 1] = string.format('%.17g', sums[i])
 end
 for i = 1, n do
-  local low = '(' .. ARGV[10 + n + i]
+  local low = '(' .. ARGV[12 + n + i]
   out[#out + 1] = redis.call('ZCOUNT', KEYS[2], low, ARGV[10])
   out[#out + 1] = redis.call('ZCOUNT', KEYS[3], low, ARGV[10])
 end
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
+local ccut = base - tonumber(ARGV[5])
+local tcut = base - tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ccut)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tcut)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tcut)
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', tcut, 'LIMIT', 0, 64)
+if #old > 0 then
+  redis.call('HDEL', KEYS[4], unpack(old))
+  redis.call('ZREM', KEYS[5], unpack(old))
+end
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
 end
 return out
+"""
+
+# Publishes rows of a snapshot, first version per id wins. KEYS: 1 id index, 2 id times,
+# 3 clock, then per row: customer zset, terminal zset, terminal fraud zset (the fraud set of
+# the version already held, when the caller found one).
+# ARGV: 1 customer lower edge (older rows skip the customer set), 2 newest time, then per
+# row: id, time, customer member, version, fraud (1/0), label time (of the held version).
+_PUBLISH_LUA = """
+local customer_from = tonumber(ARGV[1])
+local added = 0
+local k = 4
+local a = 3
+while a <= #ARGV do
+  local id, t, member, version = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local time = ARGV[a + 5]
+  if not redis.call('HGET', KEYS[1], id) then
+    redis.call('HSET', KEYS[1], id, version)
+    redis.call('ZADD', KEYS[2], t, id)
+    if tonumber(t) > customer_from then redis.call('ZADD', KEYS[k], t, member) end
+    redis.call('ZADD', KEYS[k + 1], t, id)
+    added = added + 1
+    time = t
+  end
+  if ARGV[a + 4] == '1' then
+    redis.call('ZADD', KEYS[k + 2], time, id)
+  else
+    redis.call('ZREM', KEYS[k + 2], id)
+  end
+  k = k + 3
+  a = a + 6
+end
+local clock = tonumber(redis.call('GET', KEYS[3]))
+if (not clock) or tonumber(ARGV[2]) > clock then redis.call('SET', KEYS[3], ARGV[2]) end
+return added
 """
 
 _SNAPSHOT_CHUNK = 500  # ZADD commands per pipeline round trip
@@ -390,11 +612,12 @@ class RedisFeatureStore(OnlineFeatureStore):
     """History in Redis sorted sets; one Lua script per scored transaction (atomic).
 
     Keys, under `prefix`: `cust:{id}` (members "<id>:<amount>", score = time), `term:{id}:tx`
-    and `term:{id}:fraud` (members = transaction ids, score = time). The script touches one
-    customer and one terminal key: fine on one Redis (or Sentinel); Redis Cluster would need the
-    customer and terminal parts split into two scripts (each still atomic on its own keys).
-    `key_ttl_seconds` (wall clock) lets idle cards' keys expire; by default they are only pruned
-    when the card is used again.
+    and `term:{id}:fraud` (members = transaction ids, score = time), `tx:versions` (hash: id ->
+    first version), `tx:times` (id by time, to prune that hash), `clock` (newest time held) and
+    `state:batches` (hash: batch id -> rows published). The script touches one customer and one
+    terminal key and the shared id keys: fine on one Redis (or Sentinel); Redis Cluster would
+    need hash tags or the parts split. `key_ttl_seconds` (wall clock) lets idle cards' keys
+    expire; by default they are only pruned when the card is used again.
     """
 
     def __init__(
@@ -403,15 +626,18 @@ class RedisFeatureStore(OnlineFeatureStore):
         prefix: str = "fraud:",
         late_grace_seconds: int = DEFAULT_LATE_GRACE_SECONDS,
         key_ttl_seconds: int | None = None,
+        max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
     ) -> None:
-        super().__init__(late_grace_seconds)
+        super().__init__(late_grace_seconds, max_skew_seconds)
         self.redis = redis_client
         self.prefix = prefix
         self.key_ttl_seconds = key_ttl_seconds
         self._score = redis_client.register_script(_SCORE_LUA)
+        self._publish = redis_client.register_script(_PUBLISH_LUA)
+        self._shared = [f"{prefix}tx:versions", f"{prefix}tx:times", f"{prefix}clock"]
 
     def _keys(self, customer_id: int, terminal_id: int) -> list[str]:
-        return [self._customer_key(customer_id), *self._terminal_keys(terminal_id)]
+        return [self._customer_key(customer_id), *self._terminal_keys(terminal_id), *self._shared]
 
     def _customer_key(self, customer_id: int) -> str:
         return f"{self.prefix}cust:{customer_id}"
@@ -419,17 +645,36 @@ class RedisFeatureStore(OnlineFeatureStore):
     def _terminal_keys(self, terminal_id: int) -> tuple[str, str]:
         return f"{self.prefix}term:{terminal_id}:tx", f"{self.prefix}term:{terminal_id}:fraud"
 
-    def _score_and_record(self, tx: Transaction, bounds: _Bounds) -> _Windows:
-        return self._windows(self._score(**self._script_call(tx, bounds)))
+    def _score_and_record(self, tx: Transaction) -> tuple[Transaction, _Windows]:
+        reply = self._score(**self._script_call(tx))
+        return self._outcome(tx, reply)
 
-    def features_for_many(self, txs: Sequence[Transaction]) -> list[Features]:
+    def _outcome(self, tx: Transaction, reply: Sequence[Any]) -> tuple[Transaction, _Windows]:
+        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if status == "ok":
+            return tx, self._windows(reply[1:])
+        if status == "version":  # a retry: score the first version under this id
+            held = Transaction.from_version(tx.transaction_id, reply[1])
+            again = self._score(**self._script_call(held))
+            return self._outcome(held, again)
+        raise TimeRefused(tx, status, int(reply[1]), self)
+
+    def features_for_many(
+        self, txs: Sequence[Transaction | Mapping[str, Any]]
+    ) -> list[Features | TimeRefused]:
         """One round trip for the whole batch: the scripts are pipelined and Redis runs them in
         the order given, each still atomic, exactly as if they were sent one by one."""
+        txs = [t if isinstance(t, Transaction) else Transaction.from_mapping(t) for t in txs]
         if len(txs) <= 1:
             return super().features_for_many(txs)
-        calls = [self._script_call(tx, _Bounds.at(tx.tx_time_seconds)) for tx in txs]
-        replies = self._run_pipelined(calls)
-        return [_assemble(tx, self._windows(r)) for tx, r in zip(txs, replies, strict=True)]
+        replies = self._run_pipelined([self._script_call(tx) for tx in txs])
+        out: list[Features | TimeRefused] = []
+        for tx, reply in zip(txs, replies, strict=True):
+            try:
+                out.append(_assemble(*self._outcome(tx, reply)))
+            except TimeRefused as e:
+                out.append(e)
+        return out
 
     def _run_pipelined(self, calls: list[dict[str, list]]) -> list[Any]:
         """EVALSHA each call in one pipeline.
@@ -455,21 +700,25 @@ class RedisFeatureStore(OnlineFeatureStore):
                 raise reply
         return replies
 
-    def _script_call(self, tx: Transaction, bounds: _Bounds) -> dict[str, list]:
+    def _script_call(self, tx: Transaction) -> dict[str, list]:
         t, tid = tx.tx_time_seconds, tx.transaction_id
+        bounds = _Bounds.at(t)
         args = [
             t,
             _customer_member(tid, tx.tx_amount),
             f"{tid:0{_ID_WIDTH}d}",
             tid,
-            t - self.customer_retention,
-            t - self.terminal_retention,
+            self.customer_retention,
+            self.terminal_retention,
             self.key_ttl_seconds or 0,
             len(WINDOWS_DAYS),
             min(bounds.customer_after),
             bounds.terminal_upto,
+            tx.version(),
+            self.max_skew_seconds,
             *bounds.customer_after,
             *bounds.terminal_after,
+            self.late_grace_seconds,
         ]
         return {"keys": self._keys(tx.customer_id, tx.terminal_id), "args": args}
 
@@ -483,61 +732,80 @@ class RedisFeatureStore(OnlineFeatureStore):
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
         )
 
-    def record_label(
-        self, terminal_id: int, tx_time_seconds: int, transaction_id: int, fraud: bool
-    ) -> None:
-        tx_key, fraud_key = self._terminal_keys(terminal_id)
-        member = str(int(transaction_id))
+    def seen(self, transaction_id: int) -> Transaction | None:
+        version = self.redis.hget(self._shared[0], str(int(transaction_id)))
+        return None if version is None else Transaction.from_version(transaction_id, version)
+
+    def clock(self) -> int | None:
+        value = self.redis.get(self._shared[2])
+        return None if value is None else int(value)
+
+    def newest_batch(self) -> str | None:
+        batches = self.redis.hkeys(f"{self.prefix}state:batches")
+        return max((b.decode() if isinstance(b, bytes) else b for b in batches), default=None)
+
+    def record_label(self, transaction_id: int, fraud: bool) -> Transaction | None:
+        tx = self.seen(transaction_id)
+        if tx is None:
+            return None
+        tx_key, fraud_key = self._terminal_keys(tx.terminal_id)
+        member = str(tx.transaction_id)
         pipe = self.redis.pipeline(transaction=True)  # MULTI/EXEC: both sets change together
-        pipe.zadd(tx_key, {member: int(tx_time_seconds)})
+        pipe.zadd(tx_key, {member: tx.tx_time_seconds})
         if fraud:
-            pipe.zadd(fraud_key, {member: int(tx_time_seconds)})
+            pipe.zadd(fraud_key, {member: tx.tx_time_seconds})
         else:
             pipe.zrem(fraud_key, member)
         if self.key_ttl_seconds:
             pipe.expire(tx_key, self.key_ttl_seconds)
             pipe.expire(fraud_key, self.key_ttl_seconds)
         pipe.execute()
+        return tx
 
-    def publish_snapshot(self, clean_history: pl.DataFrame) -> None:
-        parts = self._snapshot_parts(clean_history)
-        if parts is None:
-            return
-        by_customer, by_terminal = parts
-        pipe = self.redis.pipeline(transaction=False)
-        queued = 0
-
-        def flush(force: bool = False) -> None:
-            nonlocal queued
-            if queued and (force or queued >= _SNAPSHOT_CHUNK):
-                pipe.execute()
-                queued = 0
-
-        for cid, times, ids, amounts in by_customer.iter_rows():
-            key = self._customer_key(cid)
-            pipe.zadd(
-                key,
-                {_customer_member(i, a): s for s, i, a in zip(times, ids, amounts, strict=True)},
+    def publish_snapshot(self, clean_history: pl.DataFrame, batch_id: str | None = None) -> int:
+        rows = self._snapshot_rows(clean_history, self.clock())
+        added = 0
+        if rows is not None:
+            newest = int(rows["tx_time_seconds"].max())
+            clock = self.clock()
+            newest = newest if clock is None else max(newest, clock)
+            customer_from = newest - self.customer_retention
+            records = rows.to_dicts()
+            for i in range(0, len(records), _SNAPSHOT_CHUNK):
+                added += self._publish_chunk(
+                    records[i : i + _SNAPSHOT_CHUNK], customer_from, newest
+                )
+        if batch_id is not None:
+            self.redis.hset(
+                f"{self.prefix}state:batches", batch_id, rows.height if rows is not None else 0
             )
-            queued += 1
-            if self.key_ttl_seconds:
-                pipe.expire(key, self.key_ttl_seconds)
-            flush()
-        for term, times, ids, fraud in by_terminal.iter_rows():
-            tx_key, fraud_key = self._terminal_keys(term)
-            pipe.zadd(tx_key, {str(i): s for s, i in zip(times, ids, strict=True)})
-            frauds = {str(i): s for s, i, f in zip(times, ids, fraud, strict=True) if f}
-            genuine = [str(i) for i, f in zip(ids, fraud, strict=True) if not f]
-            if frauds:
-                pipe.zadd(fraud_key, frauds)
-            if genuine:
-                pipe.zrem(fraud_key, *genuine)
-            if self.key_ttl_seconds:
-                pipe.expire(tx_key, self.key_ttl_seconds)
-                pipe.expire(fraud_key, self.key_ttl_seconds)
-            queued += 1
-            flush()
-        flush(force=True)
+        return added
+
+    def _publish_chunk(self, records: list[dict], customer_from: int, newest: int) -> int:
+        held = self.redis.hmget(self._shared[0], [str(r["transaction_id"]) for r in records])
+        keys, args = list(self._shared), [customer_from, newest]
+        for r, version in zip(records, held, strict=True):
+            tx = Transaction(
+                r["transaction_id"], r["tx_datetime"], r["customer_id"], r["terminal_id"],
+                r["tx_amount"], r["tx_time_seconds"],
+            )  # fmt: skip
+            label_tx = (
+                tx if version is None else Transaction.from_version(tx.transaction_id, version)
+            )
+            keys += [
+                self._customer_key(tx.customer_id),
+                self._terminal_keys(tx.terminal_id)[0],
+                self._terminal_keys(label_tx.terminal_id)[1],
+            ]
+            args += [
+                tx.transaction_id,
+                tx.tx_time_seconds,
+                _customer_member(tx.transaction_id, tx.tx_amount),
+                tx.version(),
+                1 if r["tx_fraud"] else 0,
+                label_tx.tx_time_seconds,
+            ]
+        return int(self._publish(keys=keys, args=args))
 
     def clear(self) -> None:
         """Delete every key under this store's prefix (SCAN + UNLINK; never FLUSHDB)."""

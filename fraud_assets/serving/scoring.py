@@ -6,10 +6,12 @@ Public API
     RawTransaction        the raw transaction as clients send it (pydantic; raw ids)
     Feedback              a label for a transaction (pydantic)
     Scorer(store, model_source, rules=None, pseudonymizer=None, origin=2018-04-01)
-        .score_one(raw, explain=False) -> dict
-        .score_many(raws, explain=False) -> list[dict]   one model call for the whole batch
-        .feedback(transaction_id, terminal_id, fraud, tx_time_seconds=None, tx_datetime=None)
+        .score_one(raw, explain=False, features=False) -> dict
+        .score_many(raws, explain=False, features=False) -> list[dict]   one model call
+        .features_many(raws) -> list[dict]   the feature vectors only (no model needed)
+        .feedback(transaction_id, fraud, terminal_id=None, tx_time_seconds=None, ...)
     InvalidTransaction    (ValueError) bad input; `.errors` lists the fields, `.index` the item
+    UnknownTransaction    (LookupError) a label for a transaction the platform has not seen
     ModelNotReady         (RuntimeError) no model loaded yet
     FeatureStoreUnavailable (RuntimeError) the online feature store failed (e.g. Redis down)
 
@@ -24,9 +26,18 @@ sends it, it must agree with `tx_datetime` (otherwise the windows and the calend
 would describe different moments; the batch pipeline recomputes it from the timestamp too).
 Aware datetimes are converted to UTC; naive ones are taken as the data's wall clock.
 
-Batches: every item is validated before anything is recorded; features are then computed one
-transaction at a time in (tx_time_seconds, transaction_id) order -- the order the batch
-features use -- and results come back in request order.
+Batches: every item is validated (time guard included) before anything is recorded; features
+are then computed one transaction at a time in (tx_time_seconds, transaction_id) order -- the
+order the batch features use -- and results come back in request order. An id that appears
+twice in one batch is counted once: every occurrence gets the first occurrence's result.
+
+Time guard: a transaction later than the wall clock plus the skew, or outside the store's
+guard (`online_features.TimeRefused`), is invalid (422 naming `tx_datetime`).
+
+Labels: `feedback` accepts a label only for a transaction the online store holds (scored
+online, or published from a batch by the `online_feature_state` asset) and takes its terminal
+and time from there (given ones must agree). It is appended to the durable label log first,
+then applied to the store.
 
 `reasons` (explain=True): the three largest CatBoost SHAP contributions (log-odds units) as
 {"feature", "value", "contribution"}, largest absolute contribution first.
@@ -44,8 +55,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import LoadedModel, ModelSource
-from fraud_assets.serving.online_features import OnlineFeatureStore, Transaction
+from fraud_assets.serving.online_features import OnlineFeatureStore, TimeRefused, Transaction
 from fraud_assets.serving.rules import ALLOW, BLOCK, RuleDecision, RuleSet
 from fraud_assets.serving.settings import DEFAULT_ORIGIN
 
@@ -82,6 +94,10 @@ class InvalidTransaction(ValueError):
             for e in errors
         )
         super().__init__(where + text)
+
+
+class UnknownTransaction(LookupError):
+    """A label for a transaction id the platform has not seen (or no longer holds)."""
 
 
 class ModelNotReady(RuntimeError):
@@ -184,40 +200,30 @@ class RawTransaction(BaseModel):
 
 
 class Feedback(BaseModel):
-    """The bank's verdict on one transaction: feeds the terminal risk features."""
+    """The bank's verdict on one transaction the platform has seen: feeds the terminal risk
+    features and the `fraud_labels` table."""
 
     model_config = ConfigDict(extra="ignore")
 
     transaction_id: int = Field(ge=0, le=INT64_MAX)
-    terminal_id: int = Field(ge=0, le=INT64_MAX, description="Raw terminal id.")
     fraud: bool = Field(description="True: confirmed fraud; False: genuine (corrects a label).")
+    terminal_id: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="Raw terminal id; optional, must match if given."
+    )
     tx_time_seconds: int | None = Field(
-        None, ge=0, le=MAX_SECONDS, description="Seconds since the origin; or give tx_datetime."
+        None, ge=0, le=MAX_SECONDS, description="Seconds since the origin; optional check."
     )
     tx_datetime: dt.datetime | None = Field(
-        None,
-        validate_default=True,
-        description="When the transaction happened; required when tx_time_seconds is omitted.",
+        None, description="When the transaction happened; optional, must match if given."
     )
 
     @field_validator("tx_datetime")
     @classmethod
     def _datetime(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
         if value is None:
-            if info.data.get("tx_time_seconds") is None:
-                raise ValueError("give tx_datetime or tx_time_seconds")
             return None
         value = _naive_utc(value)
         _check_in_range(value, _origin(info))
-        if (seconds := info.data.get("tx_time_seconds")) is not None and (
-            origin := _origin(info)
-        ) is not None:
-            expected = seconds_since(value, origin)
-            if seconds != expected:
-                raise ValueError(
-                    f"disagrees with tx_time_seconds {seconds} (expected {expected} seconds "
-                    f"since the origin {origin.date()})"
-                )
         return value
 
 
@@ -251,8 +257,10 @@ class Scorer:
         rules: RuleSet | None = None,
         pseudonymizer: Pseudonymizer | None = None,
         origin: dt.date | dt.datetime = DEFAULT_ORIGIN,
+        label_log: LabelLog | None = None,
     ) -> None:
         self.store = store
+        self.label_log = label_log
         self.model_source = model_source
         self.rules = rules or RuleSet()
         self.pseudonymizer = pseudonymizer or Pseudonymizer()
@@ -262,17 +270,55 @@ class Scorer:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def score_one(self, raw: Mapping[str, Any] | RawTransaction, explain: bool = False) -> dict:
+    def score_one(
+        self,
+        raw: Mapping[str, Any] | RawTransaction,
+        explain: bool = False,
+        features: bool = False,
+    ) -> dict:
         try:
-            return self.score_many([raw], explain=explain)[0]
+            return self.score_many([raw], explain=explain, features=features)[0]
         except InvalidTransaction as e:
             raise InvalidTransaction(e.errors) from e  # a single item has no index
 
     def score_many(
-        self, raws: Sequence[Mapping[str, Any] | RawTransaction], explain: bool = False
+        self,
+        raws: Sequence[Mapping[str, Any] | RawTransaction],
+        explain: bool = False,
+        features: bool = False,
     ) -> list[dict]:
+        """Validate all, check the time guard for all, then score; raises the first error."""
+        prepared = self._prepare_all(raws)
+        return _raise_first(self.score_prepared(prepared, explain=explain, features=features))
+
+    def features_many(self, raws: Sequence[Mapping[str, Any] | RawTransaction]) -> list[dict]:
+        """The feature vector of each transaction, recorded as a scored one would be."""
+        prepared = self._prepare_all(raws)
+        as_of = self._state_as_of()
+        vectors = _raise_first(self._features_by_item(prepared))
+        return [
+            {"transaction_id": p.raw.transaction_id, "features": f, "state_as_of": as_of}
+            for p, f in zip(prepared, vectors, strict=True)
+        ]
+
+    def _prepare_all(self, raws: Sequence[Mapping[str, Any] | RawTransaction]) -> list[Prepared]:
         prepared = [self.prepare(raw, i) for i, raw in enumerate(raws)]
-        return self.score_prepared(prepared, explain=explain)
+        if len(prepared) > 1:  # nothing of a batch is recorded when one item is refused
+            clock = self._call_store(self.store.clock)
+            for i, p in enumerate(prepared):
+                try:
+                    self.store.guard(p.tx, clock)
+                except TimeRefused as e:
+                    raise _time_error(e, i) from e
+        return prepared
+
+    def _state_as_of(self) -> dict[str, Any]:
+        clock = self._call_store(self.store.clock)
+        newest = None if clock is None else (self.origin + dt.timedelta(seconds=clock)).isoformat()
+        return {
+            "newest_transaction": newest,
+            "newest_batch": self._call_store(self.store.newest_batch),
+        }
 
     def prepare(
         self, raw: Mapping[str, Any] | RawTransaction, index: int | None = None
@@ -294,13 +340,31 @@ class Scorer:
             tx_amount=tx_in.tx_amount,
             tx_time_seconds=seconds,
         )
+        limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(
+            seconds=self.store.max_skew_seconds
+        )
+        if tx_in.tx_datetime > limit:
+            raise InvalidTransaction(
+                [
+                    {
+                        "loc": ["tx_datetime"],
+                        "msg": f"is in the future: later than now (UTC) plus "
+                        f"{self.store.max_skew_seconds} s (FRAUD_MAX_CLOCK_SKEW_SECONDS)",
+                        "type": "time_guard",
+                    }
+                ],
+                index,
+            )
         rule = self.rules.evaluate(tx_in.customer_id, tx_in.terminal_id, tx_in.tx_amount)
         return Prepared(tx_in, tx, rule, received)
 
-    def score_prepared(self, prepared: Sequence[Prepared], explain: bool = False) -> list[dict]:
+    def score_prepared(
+        self, prepared: Sequence[Prepared], explain: bool = False, features: bool = False
+    ) -> list[dict | InvalidTransaction]:
         """Features (recorded in the online store) and one model call for all of `prepared`.
 
         Results come in the order given; each item's `latency_ms` runs from its `received`.
+        An item the store's time guard refuses gets its InvalidTransaction in its place.
         """
         if not prepared:
             return []
@@ -308,28 +372,28 @@ class Scorer:
         if loaded is None and any(p.rule is None for p in prepared):
             raise ModelNotReady(self._not_ready_message())
 
-        features: list[dict[str, float | int]] = [{}] * len(prepared)
-        in_time_order = sorted(
-            range(len(prepared)),
-            key=lambda i: (prepared[i].tx.tx_time_seconds, prepared[i].tx.transaction_id),
-        )
-        computed = self._features([prepared[i].tx for i in in_time_order])
-        for i, f in zip(in_time_order, computed, strict=True):
-            features[i] = f
-
+        vectors = self._features_by_item(prepared)
+        ok = [i for i, v in enumerate(vectors) if not isinstance(v, InvalidTransaction)]
         probabilities: list[float | None] = [None] * len(prepared)
         reasons: list[list[dict[str, Any]]] = [[] for _ in prepared]
-        if loaded is not None:
+        if loaded is not None and ok:
             x = np.array(
-                [[f[name] for name in loaded.feature_names] for f in features], dtype=np.float64
+                [[vectors[i][name] for name in loaded.feature_names] for i in ok],  # type: ignore[index]
+                dtype=np.float64,
             )
-            probabilities = loaded.probabilities(x)
+            for i, probability in zip(ok, loaded.probabilities(x), strict=True):
+                probabilities[i] = probability
             if explain:
-                reasons = _top_reasons(loaded, x)
+                for i, r in zip(ok, _top_reasons(loaded, x), strict=True):
+                    reasons[i] = r
         finished = time.perf_counter()
 
-        out = []
+        out: list[dict | InvalidTransaction] = []
         for i, p in enumerate(prepared):
+            vector = vectors[i]
+            if isinstance(vector, InvalidTransaction):
+                out.append(vector)
+                continue
             probability = probabilities[i]
             if p.rule is not None:
                 decision, decided_by = p.rule.decision, p.rule.decided_by
@@ -350,12 +414,34 @@ class Scorer:
                 result["rule_reason"] = p.rule.reason
             if explain:
                 result["reasons"] = reasons[i]
+            if features:
+                result["features"] = vector
             out.append(result)
         return out
 
-    def _features(self, txs: list[Transaction]) -> list[dict[str, float | int]]:
+    def _features_by_item(
+        self, prepared: Sequence[Prepared]
+    ) -> list[dict[str, float | int] | InvalidTransaction]:
+        """Each item's features, computed once per transaction id (the first occurrence), in
+        (time, id) order; a later occurrence of an id shares the first one's vector."""
+        first: dict[int, int] = {}
+        for i, p in enumerate(prepared):
+            first.setdefault(p.tx.transaction_id, i)
+        unique = sorted(
+            first.values(),
+            key=lambda i: (prepared[i].tx.tx_time_seconds, prepared[i].tx.transaction_id),
+        )
+        computed = self._call_store(self.store.features_for_many, [prepared[i].tx for i in unique])
+        by_id: dict[int, dict[str, float | int] | InvalidTransaction] = {}
+        for i, f in zip(unique, computed, strict=True):
+            by_id[prepared[i].tx.transaction_id] = (
+                _time_error(f, i) if isinstance(f, TimeRefused) else f
+            )
+        return [by_id[p.tx.transaction_id] for p in prepared]
+
+    def _call_store(self, method: Any, *args: Any) -> Any:
         try:
-            return self.store.features_for_many(txs)
+            return method(*args)
         except STORE_ERRORS as e:
             raise FeatureStoreUnavailable(
                 f"online feature store unavailable: {type(e).__name__}: {e}"
@@ -371,45 +457,79 @@ class Scorer:
     def feedback(
         self,
         transaction_id: int,
-        terminal_id: int,
         fraud: bool,
+        terminal_id: int | None = None,
         tx_time_seconds: int | None = None,
         tx_datetime: dt.datetime | str | None = None,
+        source: str = "api",
     ) -> dict[str, Any]:
-        """Record the bank's label for a transaction (raw terminal id) in the online store."""
+        """Record the bank's label for a transaction the platform has seen: label log first,
+        then the online store. Raises UnknownTransaction, InvalidTransaction."""
         label: Feedback = _validate(
             Feedback,
             {
                 "transaction_id": transaction_id,
-                "terminal_id": terminal_id,
                 "fraud": fraud,
+                "terminal_id": terminal_id,
                 "tx_time_seconds": tx_time_seconds,
                 "tx_datetime": tx_datetime,
             },
             self.origin,
             None,
         )
-        seconds = label.tx_time_seconds
-        if seconds is None:
-            assert label.tx_datetime is not None
-            seconds = seconds_since(label.tx_datetime, self.origin)
-        try:
-            self.store.record_label(
-                self.pseudonymizer.one("terminal", label.terminal_id),
-                seconds,
-                label.transaction_id,
-                label.fraud,
+        seen = self._call_store(self.store.seen, label.transaction_id)
+        if seen is None:
+            raise UnknownTransaction(
+                f"transaction {label.transaction_id} has not been seen by the platform (neither "
+                "scored online nor published from a batch in the last "
+                f"{self.store.terminal_retention // 86_400} days); its label is not recorded"
             )
-        except STORE_ERRORS as e:
-            raise FeatureStoreUnavailable(
-                f"online feature store unavailable: {type(e).__name__}: {e}"
-            ) from e
+        errors = []
+        if label.terminal_id is not None and (
+            self.pseudonymizer.one("terminal", label.terminal_id) != seen.terminal_id
+        ):
+            errors.append({"loc": ["terminal_id"], "msg": "is not the transaction's terminal"})
+        seconds = label.tx_time_seconds
+        if seconds is None and label.tx_datetime is not None:
+            seconds = seconds_since(label.tx_datetime, self.origin)
+        if seconds is not None and seconds != seen.tx_time_seconds:
+            where = "tx_time_seconds" if label.tx_time_seconds is not None else "tx_datetime"
+            errors.append({"loc": [where], "msg": "is not the transaction's time"})
+        if errors:
+            raise InvalidTransaction([{**e, "type": "value_error"} for e in errors])
+        if self.label_log is not None:
+            self.label_log.append(
+                {
+                    "transaction_id": seen.transaction_id,
+                    "customer_id": seen.customer_id,
+                    "terminal_id": seen.terminal_id,
+                    "tx_time_seconds": seen.tx_time_seconds,
+                    "tx_datetime": seen.tx_datetime.isoformat(),
+                    "fraud": label.fraud,
+                    "labelled_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "source": source,
+                }
+            )
+        self._call_store(self.store.record_label, label.transaction_id, label.fraud)
         return {
             "transaction_id": label.transaction_id,
-            "tx_time_seconds": seconds,
+            "tx_time_seconds": seen.tx_time_seconds,
             "fraud": label.fraud,
             "status": "recorded",
         }
+
+
+def _time_error(e: TimeRefused, index: int | None) -> InvalidTransaction:
+    return InvalidTransaction(
+        [{"loc": ["tx_datetime"], "msg": str(e), "type": "time_guard"}], index
+    )
+
+
+def _raise_first(results: list[Any]) -> list[Any]:
+    for r in results:
+        if isinstance(r, InvalidTransaction):
+            raise r
+    return results
 
 
 def _top_reasons(loaded: LoadedModel, x: np.ndarray) -> list[list[dict[str, Any]]]:

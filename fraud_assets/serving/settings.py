@@ -11,8 +11,22 @@ FRAUD_REDIS_URL             online feature store in Redis (e.g. redis://127.0.0.
                             unset: an in-process store (one worker only, state lost on restart)
 FRAUD_REDIS_PREFIX          key prefix of the online feature store (default `fraud:`)
 FRAUD_REDIS_TIMEOUT_SECONDS socket timeout of Redis calls (default 0.5)
-FRAUD_API_TOKEN             bearer token required on /v1/*; unset: NO AUTHENTICATION (a loud
-                            warning is logged at start-up; never run like that in production)
+FRAUD_API_TOKEN             bearer token of the scoring role (/v1/score*, /v1/features); unset:
+                            NO AUTHENTICATION (a loud warning at start-up; development only).
+                            Set but blank: refused at start-up.
+FRAUD_FEEDBACK_TOKEN        bearer token of the labelling role (/v1/feedback only; must differ
+                            from FRAUD_API_TOKEN). Unset while FRAUD_API_TOKEN is set: labelling
+                            is refused (403). Both unset: open (development only).
+FRAUD_MAX_CLOCK_SKEW_SECONDS  time guard: a transaction more than this after the newest one the
+                            store holds (or after the wall clock) is refused (default 86400)
+FRAUD_MAX_BODY_BYTES        request bodies above this are refused with 413 before being read
+                            (default 2000000: a full batch of 1000 transactions is ~150 kB)
+FRAUD_LAKE_URL              the lake the in-process store warm-starts from (default: the data
+                            dir's lake, $FRAUD_DATA_DIR/lake)
+FRAUD_WARM_START            load the online state from the lake at start (in-process store only;
+                            default true; a missing lake just starts empty)
+FRAUD_LABEL_LOG_DIR         where /v1/feedback appends its durable label log (JSON lines;
+                            default $FRAUD_DATA_DIR/label_log); the `fraud_labels` asset reads it
 FRAUD_ORIGIN_DATE           the data's time origin: tx_time_seconds counts from its midnight
                             (default 2018-04-01, the simulator's reference start)
 FRAUD_PSEUDONYM_KEY         the keyed-HMAC secret shared with the batch pipeline (read by
@@ -44,8 +58,12 @@ log = logging.getLogger(__name__)
 DEFAULT_ORIGIN = dt.date(2018, 4, 1)
 
 
+def _data_dir() -> Path:
+    return Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve()
+
+
 def _default_tracking_uri() -> str:
-    folder = Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve() / "mlflow"
+    folder = _data_dir() / "mlflow"
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
@@ -77,7 +95,13 @@ class ServiceSettings(BaseSettings):
     redis_timeout_seconds: float = Field(0.5, gt=0)
 
     api_token: str | None = None
+    feedback_token: str | None = None
     origin_date: dt.date = DEFAULT_ORIGIN
+    max_clock_skew_seconds: int = Field(86_400, ge=0)
+    max_body_bytes: int = Field(2_000_000, ge=1_000)
+    lake_url: str | None = None
+    warm_start: bool = True
+    label_log_dir: Path = Field(default_factory=lambda: _data_dir() / "label_log")
 
     rule_blocked_customers: Annotated[frozenset[int], NoDecode] = frozenset()
     rule_blocked_terminals: Annotated[frozenset[int], NoDecode] = frozenset()
@@ -93,16 +117,33 @@ class ServiceSettings(BaseSettings):
     def _ids(cls, value: Any) -> Any:
         return _id_list(value)
 
-    @field_validator("api_token", "redis_url", mode="before")
+    @field_validator("redis_url", "lake_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_token", "feedback_token", mode="before")
+    @classmethod
+    def _no_blank_token(cls, value: Any) -> Any:
+        # A blank token once switched authentication off without a word: refuse it instead.
+        if isinstance(value, str) and (not value.strip() or value != value.strip()):
+            raise ValueError(
+                "is set but blank or padded with spaces; give a real token, or unset the "
+                "variable to run without authentication (development only)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServiceSettings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("FRAUD_TLS_CERTFILE and FRAUD_TLS_KEYFILE must be set together")
+        if self.feedback_token is not None and self.feedback_token == self.api_token:
+            raise ValueError("FRAUD_FEEDBACK_TOKEN must differ from FRAUD_API_TOKEN (two roles)")
         return self
+
+    @property
+    def lake(self) -> str:
+        return self.lake_url or str(_data_dir() / "lake")
 
     @property
     def origin(self) -> dt.datetime:
@@ -111,7 +152,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_token)
+        return bool(self.api_token or self.feedback_token)
 
     def warn_if_insecure(self) -> None:
         if not self.auth_enabled:

@@ -58,8 +58,10 @@ Idempotence
     A redelivered transaction is looked up first and re-published from the cache without
     being scored again, so it does not reach the model or the online feature store twice.
     Without a cache a redelivered transaction is scored again; the online feature store is
-    itself idempotent per transaction (entries keyed by time, id and amount), so its state
-    is unchanged, but the probability may differ if labels arrived in between.
+    itself idempotent per transaction id (the first version wins, whatever a redelivery
+    carries), so its state is unchanged, but the probability may differ if labels arrived in
+    between. A transaction the time guard refuses is a data error: dead-lettered with the
+    reason.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def _build_scorer(stop: threading.Event) -> Any:
     from fraud_assets.serving.settings import ServiceSettings
 
     settings = ServiceSettings()
-    scorer: Scorer = build_scorer(settings)
+    scorer: Scorer = build_scorer(settings, warm=True)  # in-process store: from the lake
     source = scorer.model_source
 
     def poll_models() -> None:

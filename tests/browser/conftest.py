@@ -86,7 +86,7 @@ def prepare_instance(
     from dagster._core.instance.ref import InstanceRef
 
     from fraud_assets.definitions import build_definitions
-    from fraud_assets.inprocess import tick_sensor
+    from fraud_assets.inprocess import publish_after, tick_sensor
     from tests.conftest import write_days
 
     home, data_dir = root / "dagster_home", root / "data"
@@ -105,6 +105,7 @@ def prepare_instance(
             assert not registry.failed, f"terminal registry failed: {registry.failed}"
             outcome = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
             assert outcome.succeeded == summary.batches, f"ingest failed: {outcome.failed}"
+            assert not publish_after(defs, instance, outcome.runs, log_level="ERROR")
             clean_rows = {b: _row_count(instance, "clean_transactions", b) for b in summary.batches}
     return home, data_dir, clean_rows
 

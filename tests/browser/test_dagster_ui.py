@@ -329,3 +329,28 @@ def test_backfill_of_every_batch_launched_from_the_ui_completes_as_ranged_runs(
     print(f"backfill {backfill_id}: {len(runs)} runs, {took:.1f} s from launch to completion")
     page.wait_for_load_state("networkidle")
     screenshot("04_backfill_completed")
+
+
+def test_online_state_consistency_check_is_shown_on_the_asset_page(
+    page: Page, dagster_ui: DagsterUI, screenshot
+):
+    """Issue 15: online/offline consistency (a Chronon-style metric) visible where people look:
+    the check's latest result, the batch it replayed, its match rate and row counts."""
+    page.goto("/assets/online_feature_state?view=checks")
+    expect(page.get_by_text("online_offline_consistency", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
+    metadata = page.locator("table").filter(has=page.get_by_text("match_rate", exact=True))
+
+    def value(key: str):  # noqa: ANN202 - the value cell of a metadata row
+        row = metadata.locator("tr").filter(has=page.get_by_text(key, exact=True))
+        return row.locator("td").nth(1)
+
+    expect(value("batch")).to_have_text(dagster_ui.batches[-1])
+    expect(value("match_rate")).to_have_text("1")
+    compared = int(value("rows_compared").inner_text().replace(",", ""))
+    assert compared > 0
+    expect(value("rows_matching")).to_have_text(value("rows_compared").inner_text())
+    expect(value("worst_columns").get_by_text("[Show Markdown]")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    screenshot("07_online_state_consistency_check")
