@@ -31,6 +31,7 @@ from tests.conftest import write_days
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "2024-03-01"
 FIRST, SECOND = "2024-03-01", "2024-03-04"  # batches of three days each
+BATCH_STAGES = (CLEAN, FEATURES)  # what the clean and feature writers commit
 KEY = "test-key"  # the key of tests.conftest.platform_resources: CLI and Dagster agree
 
 
@@ -44,8 +45,14 @@ def merge_days(source: Path, target: Path, days: list[str], batch_id: str, keep=
     content = HEADER_LINE + b"".join(lines)
     target.mkdir(parents=True, exist_ok=True)
     (target / f"{batch_id}.txt").write_bytes(content)
-    marker = BatchMarker(
-        batch_id, len(lines), len(content), hashlib.sha256(content).hexdigest(), ORIGIN
+    marker = BatchMarker(  # declares its days: rows outside them would be outside_period
+        batch_id,
+        len(lines),
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+        ORIGIN,
+        first_date=days[0],
+        last_date=days[-1],
     )
     (target / f"{batch_id}.done").write_text(marker.to_json())
 
@@ -99,7 +106,7 @@ def same(a: tuple, b: tuple) -> bool:
 
 
 def lake_state(root: Path) -> dict[tuple[str, str], tuple]:
-    return {(s, b): stage_state(root, s, b) for s in STAGES for b in (FIRST, SECOND)}
+    return {(s, b): stage_state(root, s, b) for s in BATCH_STAGES for b in (FIRST, SECOND)}
 
 
 def assert_same_lake(found: dict, expected: dict) -> None:
@@ -147,7 +154,7 @@ def versions(landings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 
 def test_the_new_version_differs_from_the_old_in_every_table(versions):
     """Otherwise "old or new" below would prove nothing."""
-    for stage in STAGES:
+    for stage in BATCH_STAGES:
         old, new = stage_state(versions["old"], stage), stage_state(versions["features"], stage)
         for before, after in zip(old[0], new[0], strict=True):
             assert before.height and after.height and not before.equals(after), stage
@@ -242,7 +249,9 @@ def test_a_writer_killed_at_random_moments_leaves_old_or_new(versions, landings,
         if same(found[(FEATURES, SECOND)], new[(FEATURES, SECOND)]):
             assert same(found[(CLEAN, SECOND)], new[(CLEAN, SECOND)])  # features follow clean
         outcomes.append(
-            tuple("new" if same(found[(s, SECOND)], new[(s, SECOND)]) else "old" for s in STAGES)
+            tuple(
+                "new" if same(found[(s, SECOND)], new[(s, SECOND)]) else "old" for s in BATCH_STAGES
+            )
         )
         rerun = fraud("features", batch, "--out", str(lake))
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr

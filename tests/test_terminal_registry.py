@@ -77,7 +77,9 @@ def test_batch_cleaning_quarantines_terminals_the_registry_does_not_list(landing
             partition_key=batch, instance=instance, asset_selection=[RAW, CLEAN, QUARANTINE]
         )
         assert run.success
-    quarantine = pl.read_parquet(tmp_path / "data" / "lake" / "quarantine" / f"{batch}.parquet")
+    quarantine = Lake(*filesystem_for(str(tmp_path / "data" / "lake"))).read_batch(
+        "quarantine", batch
+    )
     assert quarantine["reason"].to_list() == ["unknown_terminal"] * expected
 
 

@@ -45,14 +45,16 @@ from fraud_assets.lake.crash import (
 from fraud_assets.lake.manifests import COMMITS, Commit, FileEntry, manifest_path, new_commit_id
 
 CLEAN, QUARANTINE, FEATURES, REPORTS = "clean", "quarantine", "features", "reports"
+LABELS = "fraud_labels"  # the scoring service's accepted labels (fraud_assets/serving/labels.py)
 RESTRICTED_QUARANTINE = f"{restricted.RESTRICTED}/{QUARANTINE}"
 # A stage is what one commit makes visible together.
 STAGES: dict[str, tuple[str, ...]] = {
     CLEAN: (CLEAN, QUARANTINE, RESTRICTED_QUARANTINE),
     FEATURES: (FEATURES,),
+    LABELS: (LABELS,),
 }
 TABLES = tuple(t for tables in STAGES.values() for t in tables)
-BY_DATE = {CLEAN, FEATURES}  # partitioned by transaction date; the others one file per batch
+BY_DATE = {CLEAN, FEATURES, LABELS}  # partitioned by transaction date; others: a file per batch
 RAW_LINE = "line"  # the quarantine column that holds the raw line (real ids): restricted
 WRITER_THREADS = 4  # Parquet files written side by side
 READ_ATTEMPTS = 3  # a commit landing mid-read removes files a reader listed: read again
