@@ -112,7 +112,8 @@ def test_clean_transactions_checks_passed_and_row_count_is_on_the_asset_page(
     page.get_by_text("rows_conserved", exact=True).first.click()
     expect(page).to_have_url(re.compile(r"checkDetail=rows_conserved"))
     expect(page.get_by_text("blocking", exact=True)).to_be_visible()
-    expect(page.get_by_text("raw rows = clean + quarantined + dropped duplicates")).to_be_visible()
+    description = "raw rows = clean + quarantined (cross-batch duplicate ids included) + dropped"
+    expect(page.get_by_text(description)).to_be_visible()
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
     for key in ("raw", "clean", "quarantined", "duplicates"):
         expect(page.get_by_text(key, exact=True).first).to_be_visible()
