@@ -9,12 +9,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from fraud_assets.cleaning.terminal_registry import read_registry
 from fraud_assets.definitions import build_definitions
 from fraud_assets.defs.ingest import CLEAN, QUARANTINE, RAW
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.inprocess import tick_sensor
 from fraud_assets.lake import Lake
-from fraud_assets.terminal_registry import read_registry
 from tests.conftest import SMALL, platform_resources, write_days
 
 

@@ -18,12 +18,12 @@ from fraud_assets.batch.local import find_batches
 from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
 from fraud_assets.cleaning import CleaningConfig, clean_batch
 from fraud_assets.cleaning.rules import committed_in
+from fraud_assets.cleaning.terminal_registry import RegistryError, TerminalRegistry, parse_registry
 from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, Lake
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.raw_format import HEADER_LINE, BatchPeriod
 from fraud_assets.schemas import clean_transactions_schema, find_failures
-from fraud_assets.terminal_registry import RegistryError, TerminalRegistry, parse_registry
 
 KEY = Pseudonymizer(b"test-key")
 DAY = dt.date(2025, 1, 1)

@@ -24,6 +24,7 @@ from fraud_assets.batch.committed import CommittedIds
 from fraud_assets.batch.state import history_versions, record_features, record_refusal
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_TERMINAL_ID
+from fraud_assets.cleaning.terminal_registry import TerminalRegistry
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.ingestion import RawBatchError, RawBatchStats, inspect_raw_batch
 from fraud_assets.lake import FEATURES, Lake, MissingHistoryError
@@ -45,7 +46,6 @@ from fraud_assets.monitoring.reference import (
 from fraud_assets.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.raw_format import BatchMarker, batch_period
-from fraud_assets.terminal_registry import TerminalRegistry
 
 
 class Step(StrEnum):

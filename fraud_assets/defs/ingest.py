@@ -151,9 +151,9 @@ def ingest_batches(
     models: ModelStore,
 ):
     from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
+    from fraud_assets.cleaning.terminal_registry import read_registry
     from fraud_assets.defs.batch_events import events_for
     from fraud_assets.monitoring.reference import ReferencePolicy
-    from fraud_assets.terminal_registry import read_registry
 
     batches = list(context.partition_keys)
     selected = set(context.selected_asset_keys)

@@ -35,7 +35,7 @@ def terminal_registry(
 ) -> dg.MaterializeResult:
     import numpy as np
 
-    from fraud_assets.terminal_registry import (
+    from fraud_assets.cleaning.terminal_registry import (
         RegistryError,
         parse_registry,
         read_registry,

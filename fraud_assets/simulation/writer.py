@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from fsspec import AbstractFileSystem
 
+from fraud_assets.cleaning.terminal_registry import write_terminals_csv
 from fraud_assets.filesystems import join
 from fraud_assets.raw_format import (
     COLUMNS,
@@ -28,7 +29,6 @@ from fraud_assets.raw_format import (
 from fraud_assets.simulation.dirty import damage
 from fraud_assets.simulation.generator import SimulatedDay, TransactionSimulator
 from fraud_assets.simulation.params import SimulationParams
-from fraud_assets.terminal_registry import write_terminals_csv
 
 
 @dataclass

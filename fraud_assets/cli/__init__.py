@@ -345,7 +345,7 @@ def _run_batches(
 
 def _registry(validation: _Validation, source, lake: Lake):  # noqa: ANN001, ANN202
     """The terminal file given or beside the inputs, else the lake's registry, else none."""
-    from fraud_assets.terminal_registry import RegistryError, parse_registry, read_registry
+    from fraud_assets.cleaning.terminal_registry import RegistryError, parse_registry, read_registry
 
     path = validation.terminals or source.terminals_file()
     if path is not None:
@@ -497,7 +497,7 @@ def reports(
     uvicorn.run(create_app(Lake(*filesystem_for(url))), host=host, port=port, log_level="warning")
 
 
-from fraud_assets.lake_cli import lake_app  # noqa: E402 - after `app` exists
+from fraud_assets.cli.lake import lake_app  # noqa: E402 - after `app` exists
 from fraud_assets.model_cli import backtest, model_app  # noqa: E402
 from fraud_assets.serving.cli import serve  # noqa: E402
 from fraud_assets.serving.stream_cli import stream  # noqa: E402
