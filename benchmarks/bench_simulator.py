@@ -30,7 +30,7 @@ CONFIGS = {
 
 
 def run_one(config: dict) -> dict:
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
 

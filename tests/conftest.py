@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fraud_assets.filesystems import filesystem_for
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import SimulationSummary, write_simulation
 
@@ -140,9 +140,9 @@ def feature_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     1 000 customers and 2 000 terminals: ~2 k transactions and ~3 % fraud a day, enough frauds
     in every week for training, validation and review slices.
     """
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.privacy import Pseudonymizer
 
     root = tmp_path_factory.mktemp("feature-lake")

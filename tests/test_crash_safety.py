@@ -22,10 +22,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, FEATURES, STAGES, Lake
 from fraud_assets.lake.crash import CRASH_ENV, KILLED, POINTS
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.lake.filesystems import filesystem_for
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from tests.conftest import write_days
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_for_batch
+from fraud_assets.batch.schemas import TransactionFeatures
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
+from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.features._window_scan import group_rows
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, WINDOWS_DAYS
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.inprocess import tick_sensor
 from fraud_assets.lake import Lake
-from fraud_assets.pipeline import clean_into_lake, features_for_batch
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.schemas import TransactionFeatures
 from tests.conftest import HAND_ORIGIN, hand_rows, platform_resources, write_days
 
 DAY = 86_400

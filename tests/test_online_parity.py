@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from fraud_assets.batch.pipeline import clean_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import (
@@ -28,9 +29,8 @@ from fraud_assets.features.spec import (
     LABEL_DELAY_DAYS,
     SECONDS_PER_DAY,
 )
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
-from fraud_assets.pipeline import clean_into_lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.online_features import (
     InMemoryFeatureStore,

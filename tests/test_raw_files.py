@@ -11,9 +11,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.defects import REPAIRABLE, Defect
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.lake.filesystems import filesystem_for
+from fraud_assets.rawdata.defects import REPAIRABLE, Defect
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import write_simulation
 from tests.conftest import write_days

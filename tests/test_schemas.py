@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.raw_format import BatchPeriod
-from fraud_assets.schemas import (
+from fraud_assets.batch.schemas import (
     CleanTransactions,
     QuarantinedTransactions,
     SchemaViolation,
@@ -26,6 +25,7 @@ from fraud_assets.schemas import (
     find_failures,
     to_pandera,
 )
+from fraud_assets.rawdata.format import BatchPeriod
 
 SCHEMAS = {
     "clean": CleanTransactions,

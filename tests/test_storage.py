@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fraud_assets.cli import app
 from fraud_assets.defs.ingest import RAW, ingest_batches
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from resources.s3 import S3LandingZone
 from resources.storage import LandingZone
 from tests.conftest import platform_resources, write_days

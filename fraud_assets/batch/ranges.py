@@ -21,12 +21,12 @@ from typing import IO, Protocol
 import polars as pl
 
 from fraud_assets.batch.committed import CommittedIds
+from fraud_assets.batch.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.batch.state import history_versions, record_features, record_refusal
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_TERMINAL_ID
 from fraud_assets.cleaning.terminal_registry import TerminalRegistry
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.ingestion import RawBatchError, RawBatchStats, inspect_raw_batch
 from fraud_assets.lake import FEATURES, Lake, MissingHistoryError
 from fraud_assets.monitoring.drift import (
     DEFAULT_DRIFT_SHARE,
@@ -43,9 +43,9 @@ from fraud_assets.monitoring.reference import (
     ReferenceReader,
     choose_reference,
 )
-from fraud_assets.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import BatchMarker, batch_period
+from fraud_assets.rawdata.format import BatchMarker, batch_period
+from fraud_assets.rawdata.inspection import RawBatchError, RawBatchStats, inspect_raw_batch
 
 
 class Step(StrEnum):
@@ -228,7 +228,7 @@ def _clean(
     config: RangeConfig,
     committed: CommittedIds,
 ) -> pl.DataFrame | None:
-    from fraud_assets.schemas import (
+    from fraud_assets.batch.schemas import (
         QuarantinedTransactions,
         clean_transactions_schema,
         failures,
@@ -303,7 +303,7 @@ def _terminal_check(config: RangeConfig) -> str:
 def _featurise(
     outcomes: list[BatchOutcome], lake: Lake, config: RangeConfig, cleans: dict[str, pl.DataFrame]
 ) -> dict[str, pl.DataFrame]:
-    from fraud_assets.schemas import TransactionFeatures, failures
+    from fraud_assets.batch.schemas import TransactionFeatures, failures
 
     ready = [o for o in outcomes if o.ok]
     if not ready:

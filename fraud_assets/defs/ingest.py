@@ -15,8 +15,8 @@ import warnings
 
 import dagster as dg
 
+from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
-from fraud_assets.partitions import batch_partitions
 from fraud_assets.settings import batch_settings, validation_settings
 from resources.models import ModelStore
 from resources.processing import FeatureEngine, PseudonymKey

@@ -15,7 +15,7 @@ import dagster as dg
 
 from fraud_assets.defs.ingest import FEATURES, POOL
 from fraud_assets.defs.jobs import ingest_batch_job
-from fraud_assets.partitions import batch_partitions
+from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.settings import batch_settings
 from resources.online import OnlineStore
 from resources.storage import LakeStore

@@ -8,7 +8,7 @@ looked at it: a truncated export would otherwise send most rows to quarantine.
 
 import dagster as dg
 
-from fraud_assets.raw_format import TERMINALS_FILE
+from fraud_assets.rawdata.format import TERMINALS_FILE
 from resources.storage import LakeStore, LandingZone
 
 TERMINAL_REGISTRY = dg.AssetKey("terminal_registry")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from fraud_assets.defects import REPAIRABLE, Defect
-from fraud_assets.raw_format import DATETIME_FORMAT
+from fraud_assets.rawdata.defects import REPAIRABLE, Defect
+from fraud_assets.rawdata.format import DATETIME_FORMAT
 
 SECONDS_PER_DAY = 86_400
 FIRST_DATA_LINE = 2  # line 1 is the header

@@ -105,8 +105,8 @@ def _change_champion(tracking_uri: str | None, model_name: str, change) -> None:
 
 def _sync_lake_copy(registry) -> None:  # noqa: ANN001 - a ModelRegistry
     """Batch runs score drift with the champion's copy in the lake: refresh it now."""
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.champion_snapshot import sync_champion
     from resources.environments import lake_url
 
@@ -148,8 +148,8 @@ def backtest(
     """
     import polars as pl
 
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import FEATURES, Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.backtest import REPORTED, mean_of
     from fraud_assets.modeling.backtest import backtest as run_backtest
     from fraud_assets.modeling.training import TrainingConfig

@@ -47,10 +47,11 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 
     import dagster as dg
 
-    from fraud_assets.cli import progress_bar, run_simulation, summary_line
+    from fraud_assets.cli.console import progress_bar
+    from fraud_assets.cli.simulate import run_simulation, summary_line
     from fraud_assets.definitions import defs
-    from fraud_assets.filesystems import filesystem_for
-    from fraud_assets.inprocess import publish_after, tick_sensor
+    from fraud_assets.dev.inprocess import publish_after, tick_sensor
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.params import DriftScenario
 
@@ -125,8 +126,8 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 
 
 def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import QUARANTINE, Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from resources.environments import lake_url
 
     table = Table(title="Batches")
