@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import DRIFT, FEATURES, RAW, REASON_TAG
+from fraud_assets.defs.ingest import REASON_TAG
 from fraud_assets.defs.jobs import ingest_batch_job
+from fraud_assets.defs.keys import DRIFT, FEATURES, RAW
 from fraud_assets.defs.partitions import BATCHES, batch_partitions
 from fraud_assets.settings import batch_settings
 from resources.storage import LakeStore, LandingZone

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import DRIFT, ingest_batches
+from fraud_assets.defs.ingest import ingest_batches
+from fraud_assets.defs.keys import DRIFT
 from fraud_assets.lake import Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.monitoring.report_server import create_app

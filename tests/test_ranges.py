@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.defs.keys import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.dev.inprocess import RANGE_END_TAG, RANGE_START_TAG
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.lake import STAGES, Lake

@@ -9,7 +9,8 @@ from dagster_aws.s3 import S3Resource
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
-from fraud_assets.defs.ingest import RAW, ingest_batches
+from fraud_assets.defs.ingest import ingest_batches
+from fraud_assets.defs.keys import RAW
 from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from resources.s3 import S3LandingZone
 from resources.storage import LandingZone

@@ -11,7 +11,7 @@ import pytest
 
 from fraud_assets.cleaning.terminal_registry import read_registry
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import CLEAN, QUARANTINE, RAW
+from fraud_assets.defs.keys import CLEAN, QUARANTINE, RAW
 from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.lake import Lake
 from fraud_assets.lake.filesystems import filesystem_for

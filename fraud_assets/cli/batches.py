@@ -213,4 +213,3 @@ def features(
         )
     )
     raise typer.Exit(code)
-

@@ -234,4 +234,3 @@ def summary_line(s: SimulationSummary, out: str) -> str:
             f"{k} {v}" for k, v in sorted(s.defects.items())
         )
     return line
-

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from fraud_assets.batch.ranges import BatchOutcome, CleanSummary, DriftSummary, FeatureSummary
-from fraud_assets.defs.ingest import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.defs.keys import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.monitoring.report_server import report_url
 

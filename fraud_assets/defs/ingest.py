@@ -15,6 +15,7 @@ import warnings
 
 import dagster as dg
 
+from fraud_assets.defs.keys import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
 from fraud_assets.settings import batch_settings, validation_settings
@@ -22,12 +23,6 @@ from resources.models import ModelStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
-RAW = dg.AssetKey("raw_transactions")
-CLEAN = dg.AssetKey("clean_transactions")
-QUARANTINE = dg.AssetKey("quarantined_transactions")
-FEATURES = dg.AssetKey("transaction_features")
-DRIFT = dg.AssetKey("drift_report")
-BATCH_ASSETS = (RAW, CLEAN, QUARANTINE, FEATURES, DRIFT)
 POOL = "fraud_batches"  # one batch run at a time keeps look-back history ahead of the batches
 REASON_TAG = "fraud/reason"  # why a run was requested (sensor runs carry it)
 

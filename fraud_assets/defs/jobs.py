@@ -1,6 +1,6 @@
 import dagster as dg
 
-from fraud_assets.defs.ingest import BATCH_ASSETS
+from fraud_assets.defs.keys import BATCH_ASSETS
 from fraud_assets.defs.partitions import batch_partitions
 
 # Landed batches: raw -> clean + quarantine -> features -> drift report, for one batch or a range.

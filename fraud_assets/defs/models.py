@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
+from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
 

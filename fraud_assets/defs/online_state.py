@@ -13,8 +13,9 @@ fraud_labels: the service's durable label log (/v1/feedback) as a lake table.
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import FEATURES, POOL
+from fraud_assets.defs.ingest import POOL
 from fraud_assets.defs.jobs import ingest_batch_job
+from fraud_assets.defs.keys import FEATURES
 from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.settings import batch_settings
 from resources.online import OnlineStore
