@@ -1,4 +1,4 @@
-"""Cleaning handles every defect class of DESIGN.md §3.2 as the simulator's manifest says."""
+"""Cleaning handles every defect class of docs/raw-batches.md as the simulator's manifest says."""
 
 from __future__ import annotations
 

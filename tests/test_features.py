@@ -1,4 +1,4 @@
-"""Baseline features match DESIGN.md §3.4 exactly, window edges included."""
+"""Baseline features match docs/features.md exactly, window edges included."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_weekend_and_night_flags():
 
 
 def spec_features_row_by_row(rows) -> dict[int, dict]:  # noqa: ANN001
-    """DESIGN.md §3.4 read literally, one row at a time: slow, obviously right."""
+    """docs/features.md read literally, one row at a time: slow, obviously right."""
     order = sorted(rows, key=lambda r: (r[1], r[0]))  # (time, id): arrival order
     out = {}
     for position, (tx, t, customer, terminal, _amount, _fraud) in enumerate(order):

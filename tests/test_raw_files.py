@@ -1,4 +1,4 @@
-"""What the simulator writes: the raw format of DESIGN.md §3.1, markers, and dirty manifests."""
+"""What the simulator writes: the raw format (docs/raw-batches.md), markers, dirty manifests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training on a time window behind the label delay; the walk-forward backtest (DESIGN.md §4)."""
+"""Training on a time window behind the label delay; the walk-forward backtest (docs/models.md)."""
 
 from __future__ import annotations
 

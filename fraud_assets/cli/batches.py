@@ -183,7 +183,7 @@ def features(
     terminals: Annotated[Path | None, _TERMINALS] = None,
     origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
 ) -> None:
-    """Clean raw batches, then compute the features of DESIGN.md §3.4 for each, in date order
+    """Clean raw batches, then compute the features (docs/features.md) of each, in date order
     (each batch uses up to 37 days of earlier history from the same output folder).
     Take the committed rows out with: fraud lake export features FILE --lake OUT. Exits with 1
     when any batch failed."""

@@ -1,4 +1,4 @@
-"""Damage a clean batch with every defect class of DESIGN.md §3.2, recording exactly what was done.
+"""Damage a clean batch with every defect class (docs/raw-batches.md), recording what was done.
 
 The manifest is the ground truth the cleaning tests are matched against: one row per damaged line,
 with the line as written and, for repairable defects, the line cleaning must restore.
