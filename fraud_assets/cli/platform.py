@@ -39,7 +39,7 @@ def reports(
     import uvicorn
 
     from fraud_assets.monitoring.report_server import create_app
-    from resources.environments import lake_url
+    from fraud_assets.settings import lake_url
 
     url = lake or lake_url()
     console.print(Text(f"Reports of {url} on http://{host}:{port}/"))
