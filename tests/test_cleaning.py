@@ -19,7 +19,7 @@ from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.rawdata.defects import QUARANTINED
 from fraud_assets.rawdata.format import HEADER_LINE
 from fraud_assets.rawdata.inspection import RawBatchError
-from tests.conftest import write_days
+from tests.support import write_days
 
 KEY = Pseudonymizer(b"test-key")
 ORIGIN = CleaningConfig(origin_date=dt.date(2024, 3, 1))

@@ -239,6 +239,7 @@ def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path
     assert committed(lake, "features", GOOD_DAY).height > 0
 
 
+@pytest.mark.slow  # 25 full `fraud clean` runs
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

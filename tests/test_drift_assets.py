@@ -22,7 +22,9 @@ from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import write_simulation
-from tests.conftest import platform_resources
+from tests.support import platform_resources
+
+pytestmark = pytest.mark.dagster
 
 START = dt.date(2024, 3, 1)
 STABLE, DRIFTED = "2024-04-07", "2024-04-11"  # days 37 and 41; the drift starts on day 39

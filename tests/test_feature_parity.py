@@ -25,7 +25,9 @@ from fraud_assets.lake import CLEAN, Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams, TransactionSimulator
-from tests.conftest import write_days
+from tests.support import write_days
+
+pytestmark = pytest.mark.spark
 
 PARAMS = SimulationParams(customers=300, terminals=150, days=45, seed=11)
 EDGE_CUSTOMER, EDGE_TERMINAL, OTHER_TERMINAL = 1_000_001, 1_000_001, 1_000_002

@@ -12,7 +12,9 @@ import pytest
 from fraud_assets.definitions import build_definitions
 from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.rawdata.format import HEADER_LINE
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture
@@ -230,7 +232,7 @@ def test_a_relanded_batch_refreshes_the_features_of_later_batches_that_read_it(
     from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
-    from tests.conftest import SMALL
+    from tests.support import SMALL
 
     redo = SimulationParams(days=4, seed=5, first_transaction_id=10_000_000, **SMALL)
     write_simulation(redo, *filesystem_for(str(landing / "redo")))

@@ -13,7 +13,9 @@ from fraud_assets.cli import app
 from fraud_assets.lake import FEATURES
 from fraud_assets.modeling.registry import ModelRegistry
 from fraud_assets.modeling.training import TrainingConfig, train_model
-from tests.conftest import FEATURE_LAKE_START
+from tests.support import FEATURE_LAKE_START
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 

@@ -38,6 +38,8 @@ from fraud_assets.simulation import SimulationParams, TransactionSimulator
 from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import write_simulation
 
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 3, 1)
 DRIFT_DAY = 45
 DAYS = DRIFT_DAY + 3

@@ -38,7 +38,7 @@ from fraud_assets.serving.online_features import (
     RedisFeatureStore,
     Transaction,
 )
-from tests.conftest import HAND_ORIGIN, SMALL, hand_rows, write_days
+from tests.support import HAND_ORIGIN, SMALL, hand_rows, write_days
 
 DAY = SECONDS_PER_DAY
 DELAY = LABEL_DELAY_DAYS * DAY
@@ -174,6 +174,7 @@ def batch_of(rows: list[tuple]) -> dict[int, dict]:
 # ---------------------------------------------------------------------------------- parity
 
 
+@pytest.mark.slow
 def test_simulated_days_replayed_online_match_batch(
     store: OnlineFeatureStore, simulated: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
@@ -182,6 +183,7 @@ def test_simulated_days_replayed_online_match_batch(
     assert_parity(replay(store, clean), batch)
 
 
+@pytest.mark.slow
 def test_simulated_days_replayed_in_batches_match_batch(
     store: OnlineFeatureStore, simulated: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:

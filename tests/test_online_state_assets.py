@@ -30,7 +30,9 @@ from fraud_assets.online_state.publish import labels_table, state_rows
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.online_features import RedisFeatureStore
 from resources.online import OnlineStore
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 DAYS = 4
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -163,7 +165,7 @@ def test_service_labels_reach_the_batch_features_and_the_consistency_check_agree
     from fraud_assets.features.spec import LABEL_DELAY_DAYS
     from fraud_assets.online_state.consistency import check_batch
     from fraud_assets.privacy import Pseudonymizer
-    from tests.conftest import SMALL
+    from tests.support import SMALL
 
     summary = write_days(tmp_path / "landing", days=LABEL_DELAY_DAYS + 3, seed=4)
     lake = Lake(*filesystem_for(str(tmp_path / "lake")))

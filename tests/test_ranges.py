@@ -22,7 +22,9 @@ from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.lake import STAGES, Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.champion_snapshot import snapshot_of, write_champion
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 DAYS = 9
 # The first 3 days are the champion's training window (its drift reference): they are ingested
@@ -240,7 +242,7 @@ import sys
 import dagster as dg
 from pathlib import Path
 from fraud_assets.definitions import build_definitions
-from tests.conftest import platform_resources
+from tests.support import platform_resources
 from tests.test_ranges import run_batches
 landing, data = Path({str(landing)!r}), Path({str(data)!r})
 batches = sorted(p.stem for p in landing.glob("*.txt"))[:4]

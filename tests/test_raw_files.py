@@ -16,7 +16,7 @@ from fraud_assets.rawdata.defects import REPAIRABLE, Defect
 from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import write_simulation
-from tests.conftest import write_days
+from tests.support import write_days
 
 ROW = re.compile(
     r"^(\d+),(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d+),(\d+),(\d+\.\d{2}),"

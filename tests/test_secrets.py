@@ -17,7 +17,9 @@ from fraud_assets.definitions import build_definitions
 from fraud_assets.defs.keys import CLEAN, FEATURES, QUARANTINE, RAW
 from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.privacy import Pseudonymizer
-from tests.conftest import write_days
+from tests.support import write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture

@@ -45,6 +45,8 @@ from fraud_assets.serving.scoring import Scorer
 from fraud_assets.serving.settings import ServiceSettings
 from fraud_assets.simulation import SimulationParams, TransactionSimulator
 
+pytestmark = pytest.mark.slow
+
 ORIGIN = dt.date(2018, 4, 1)
 DAYS = 12
 CONFIG = TrainingConfig(window_days=7, validation_days=3, delay_days=2, iterations=30)

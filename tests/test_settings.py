@@ -146,6 +146,25 @@ def test_the_settings_module_imports_nothing_of_ours_and_no_dagster() -> None:
     assert not {m for m in imported if m.startswith(("dagster", "fraud_assets", "resources"))}
 
 
+def test_the_command_line_imports_no_resources_module() -> None:
+    """Only the demo (which runs Dagster on purpose) may reach Dagster from `fraud`; every other
+    command learns its paths from the settings."""
+    reached = {}
+    for path in sorted((ROOT / "fraud_assets" / "cli").glob("*.py")):
+        if path.name == "demo.py":
+            continue
+        names = {
+            (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        if bad := sorted(n for n in names if n.startswith(("dagster", "resources"))):
+            reached[path.name] = bad
+    assert reached == {}
+
+
+@pytest.mark.slow  # a fresh interpreter importing the whole command line and MLflow
 def test_path_only_commands_do_not_import_dagster(tmp_path) -> None:
     """`fraud lake commits` and `fraud model list` learn their paths from the settings, not from
     the resources module (which imports Dagster and dagster-aws)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster_aws.s3 import S3Resource
 from typer.testing import CliRunner
 
@@ -14,7 +15,9 @@ from fraud_assets.defs.keys import RAW
 from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from resources.s3 import S3LandingZone
 from resources.storage import LandingZone
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 def s3_landing(bucket: str, endpoint: str) -> S3LandingZone:

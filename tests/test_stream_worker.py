@@ -33,7 +33,7 @@ from fraud_assets.serving.stream import (
 redis = pytest.importorskip("redis")
 ck = pytest.importorskip("confluent_kafka")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 class ModelStandIn:

@@ -15,7 +15,9 @@ from fraud_assets.defs.keys import CLEAN, QUARANTINE, RAW
 from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.lake import Lake
 from fraud_assets.lake.filesystems import filesystem_for
-from tests.conftest import SMALL, platform_resources, write_days
+from tests.support import SMALL, platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import write_simulation
 
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 3, 1)
 DAYS = 45
 END = START + dt.timedelta(days=DAYS - 1)  # 2024-04-14

@@ -42,7 +42,9 @@ from fraud_assets.serving.online_features import (
 from fraud_assets.serving.replay import raw_requests
 from fraud_assets.serving.scoring import Scorer
 from fraud_assets.serving.settings import ServiceSettings
-from tests.conftest import SMALL, write_days
+from tests.support import SMALL, write_days
+
+pytestmark = pytest.mark.slow
 
 N = 9
 KEY = b"test-key"

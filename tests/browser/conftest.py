@@ -86,7 +86,7 @@ def prepare_instance(
 
     from fraud_assets.definitions import build_definitions
     from fraud_assets.dev.inprocess import publish_after, tick_sensor
-    from tests.conftest import write_days
+    from tests.support import write_days
 
     home, data_dir = root / "dagster_home", root / "data"
     ensure_instance_config(home)
