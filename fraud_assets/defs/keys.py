@@ -8,5 +8,6 @@ QUARANTINE = dg.AssetKey("quarantined_transactions")
 FEATURES = dg.AssetKey("transaction_features")
 DRIFT = dg.AssetKey("drift_report")
 BATCH_ASSETS = (RAW, CLEAN, QUARANTINE, FEATURES, DRIFT)
+CHAMPION_REVIEW = dg.AssetKey("champion_review")  # the champion drift reports score with
 
-__all__ = ["BATCH_ASSETS", "CLEAN", "DRIFT", "FEATURES", "QUARANTINE", "RAW"]
+__all__ = ["BATCH_ASSETS", "CHAMPION_REVIEW", "CLEAN", "DRIFT", "FEATURES", "QUARANTINE", "RAW"]

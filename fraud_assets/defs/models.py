@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, TRAINING_POOL, tags
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
@@ -32,6 +33,10 @@ def latest_features(lake: "Lake", days: int) -> "tuple[pl.DataFrame, dt.date]":
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
     kinds={"catboost", "mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("models", "none"),
+    code_version=CODE_VERSIONS["challenger_model"],
+    pool=TRAINING_POOL,
     description=(
         "A CatBoost model trained on a rolling window of feature batches (labels older than the "
         "delay only), logged to MLflow and registered as a new version with alias `challenger`."
@@ -95,6 +100,10 @@ _HEADLINE = ("auc_roc", "average_precision", "card_precision_at_100", "recall", 
     deps=[challenger_model],
     group_name="models",
     kinds={"mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("models", "none"),
+    code_version=CODE_VERSIONS["champion_review"],
+    pool=TRAINING_POOL,
     description=(
         "Scores champion and challenger on the same newest labelled rows; a paired bootstrap of "
         "the metric difference decides; the alias `champion` moves only when the whole interval "

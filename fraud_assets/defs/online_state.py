@@ -13,6 +13,7 @@ fraud_labels: the service's durable label log (/v1/feedback) as a lake table.
 
 import dagster as dg
 
+from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, tags
 from fraud_assets.defs.ingest import POOL
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.keys import FEATURES
@@ -50,7 +51,9 @@ def _consistency_spec() -> dg.AssetCheckSpec:
             "card's last 30 days, each terminal's labelled last 37 days), published to the "
             "configured store; idempotent by transaction id.",
             skippable=True,
-            owners=["team:data-platform"],
+            owners=[DATA_PLATFORM],
+            tags=tags("serving", "pseudonymised"),
+            code_version=CODE_VERSIONS["online_feature_state"],
         )
     ],
     check_specs=[_consistency_spec()],
@@ -127,7 +130,9 @@ def publish_online_state(
     description="Every label the scoring service accepted (/v1/feedback), from its durable "
     "label log; the newest label per transaction. Read by online_feature_state (terminal risk) "
     "next to the labels in the batch files.",
-    owners=["team:data-platform"],
+    owners=[DATA_PLATFORM],
+    tags=tags("serving", "pseudonymised"),
+    code_version=CODE_VERSIONS["fraud_labels"],
 )
 def fraud_labels(lake: LakeStore, online_store: OnlineStore) -> dg.MaterializeResult:
     from fraud_assets.online_state.publish import LABEL_BATCH
