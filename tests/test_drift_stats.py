@@ -22,6 +22,9 @@ from fraud_assets.monitoring.drift_stats import (
     column_drift,
 )
 
+# Every test here runs Evidently itself (seconds to import, then per report).
+pytestmark = pytest.mark.slow
+
 
 def assert_same_verdict(reference: pl.DataFrame, current: pl.DataFrame, **kwargs) -> None:
     ours = drift_statistics(reference, current, **kwargs)

@@ -28,7 +28,6 @@ from dataclasses import asdict
 import polars as pl
 from fsspec import AbstractFileSystem
 
-from fraud_assets.filesystems import join
 from fraud_assets.lake import restricted
 from fraud_assets.lake.atomic import is_local, sync_file, sync_folder, write_atomic
 from fraud_assets.lake.coverage import BatchCoverage
@@ -42,6 +41,7 @@ from fraud_assets.lake.crash import (
     crash_if,
     die,
 )
+from fraud_assets.lake.filesystems import join
 from fraud_assets.lake.manifests import COMMITS, Commit, FileEntry, manifest_path, new_commit_id
 
 CLEAN, QUARANTINE, FEATURES, REPORTS = "clean", "quarantine", "features", "reports"
