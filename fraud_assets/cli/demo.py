@@ -228,7 +228,7 @@ def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: Demo
 
 
 def _print_summary(console: Console, s: DemoSummary, home: str, seconds: float) -> None:
-    from fraud_assets.monitoring.report_server import report_url
+    from fraud_assets.monitoring.report_links import report_url
 
     console.rule("[bold]Summary")
     table = Table(show_header=False)
