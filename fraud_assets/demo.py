@@ -177,9 +177,10 @@ def _model_report(console: Console, instance, summary: DemoSummary) -> None:  # 
 def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: DemoSummary) -> None:
     import uvicorn
 
-    from fraud_assets.serving.app import build_scorer, create_app
+    from fraud_assets.serving.app import create_app
     from fraud_assets.serving.replay import raw_requests, replay
     from fraud_assets.serving.settings import ServiceSettings
+    from fraud_assets.serving.wiring import build_scorer
 
     settings = ServiceSettings(origin_date=DEMO_START, model_poll_seconds=3600, lake_url=lake)
     # The online state the `online_feature_state` asset published with each batch, loaded from
