@@ -26,7 +26,13 @@ from catboost import CatBoostClassifier, Pool
 
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.modeling.metrics import summary
-from fraud_assets.modeling.threshold import ThresholdChoice, ThresholdPolicy, choose_threshold
+from fraud_assets.modeling.threshold import (
+    DEFAULT_DAILY_BUDGET,
+    ThresholdChoice,
+    ThresholdPolicy,
+    choose_threshold,
+    review_threshold_for_budget,
+)
 
 LABEL = "tx_fraud"
 TX_DATE = pl.col("tx_datetime").dt.date()
@@ -64,6 +70,7 @@ class TrainingConfig:
     threads: int = 2
     threshold_policy: ThresholdPolicy = ThresholdPolicy.MAX_RECALL_AT_FPR
     max_fpr: float = 0.05
+    review_budget: int = DEFAULT_DAILY_BUDGET  # cards a day the review band is sized to
 
     def __post_init__(self) -> None:
         # Accept plain strings (from Dagster config or the CLI) but keep the enums afterwards.
@@ -128,6 +135,9 @@ class TrainedModel:
     best_iteration: int
     params: dict[str, Any] = field(default_factory=dict)
     input_example: pl.DataFrame | None = None  # a few validation rows of the model inputs
+    # Scores in [review_threshold, threshold) go to the investigators' queue; sized on the
+    # validation slice to the daily budget (`threshold.review_threshold_for_budget`).
+    review_threshold: float | None = None
 
 
 def training_window_bounds(
@@ -239,6 +249,13 @@ def train_model(
     choice = choose_threshold(
         y, valid_score, policy=config.threshold_policy, max_fpr=config.max_fpr, amount=amount
     )
+    review = review_threshold_for_budget(
+        valid_score,
+        valid["customer_id"].to_numpy(),
+        valid.select(TX_DATE).to_series().to_numpy(),
+        budget=config.review_budget,
+        block_threshold=choice.threshold,
+    )
     metrics = summary(
         y,
         valid_score,
@@ -263,6 +280,7 @@ def train_model(
         best_iteration=int(model.get_best_iteration() or 0),
         params={k: str(v) for k, v in logged.items()},
         input_example=valid.select(FEATURE_COLUMNS).head(EXAMPLE_ROWS),
+        review_threshold=review,
     )
 
 

@@ -23,8 +23,11 @@ class ScoreResponse(BaseModel):
     fraud_probability: float | None = Field(
         description="Model probability; null only when a rule decided and no model is loaded."
     )
-    decision: str = Field(description='"block" or "allow".')
+    decision: str = Field(description='"block", "review" (the investigators\' queue) or "allow".')
     threshold: float | None = Field(description="The served model's operating threshold.")
+    review_threshold: float | None = Field(
+        None, description="Scores from here up to `threshold` are sent for review."
+    )
     model_version: int | None
     decided_by: str = Field(description='"model" or "rule:<name>".')
     latency_ms: float = Field(description="Time spent scoring (the whole batch for a batch).")

@@ -81,6 +81,9 @@ from fraud_assets.serving.api_schemas import (
     ScoreResponse,
     StateAsOf,
 )
+from fraud_assets.serving.desk.desk import Desk
+from fraud_assets.serving.desk.routes import desk_router
+from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.metrics import LATENCY_BUCKETS, ServiceMetrics
 from fraud_assets.serving.micro_batch import MicroBatcher
 from fraud_assets.serving.middleware import _error, _errors_out, _MetricsMiddleware, _RoleGuard
@@ -209,6 +212,17 @@ def create_app(
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
         max_body_size=settings.max_body_bytes,  # 413 before the body is read (Content-Length)
     )
+    # The investigators' desk: its pages always answer (403 while FRAUD_INVESTIGATOR_TOKEN is
+    # unset); it watches scoring only when the role is configured.
+    desk = Desk(
+        audit=LabelLog(settings.label_log_dir, prefix="audit"),
+        budget=settings.desk_budget,
+        registry=metrics.registry,
+    )
+    if settings.investigator_token is not None:
+        scorer.observers.append(desk.observe)
+    app.include_router(desk_router(scorer, desk, settings.investigator_token))
+    app.state.desk = desk
     app.router.route_class = StrictJSONRoute
     app.state.scorer = scorer
     app.state.settings = settings

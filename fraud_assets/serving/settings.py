@@ -17,6 +17,9 @@ FRAUD_API_TOKEN             bearer token of the scoring role (/v1/score*, /v1/fe
 FRAUD_FEEDBACK_TOKEN        bearer token of the labelling role (/v1/feedback only; must differ
                             from FRAUD_API_TOKEN). Unset while FRAUD_API_TOKEN is set: labelling
                             is refused (403). Both unset: open (development only).
+FRAUD_INVESTIGATOR_TOKEN    the investigators' desk (/desk): signs investigators in; unset: the
+                            desk refuses every page (403). Must differ from the other tokens.
+FRAUD_DESK_BUDGET           cards the daily queue shows (k, default 100)
 FRAUD_MAX_CLOCK_SKEW_SECONDS  time guard: a transaction more than this after the newest one the
                             store holds (or after the wall clock) is refused (default 86400)
 FRAUD_MAX_BODY_BYTES        request bodies above this are refused with 413 before being read
@@ -96,6 +99,8 @@ class ServiceSettings(BaseSettings):
 
     api_token: str | None = None
     feedback_token: str | None = None
+    investigator_token: str | None = None
+    desk_budget: int = Field(100, ge=1, le=100_000)
     origin_date: dt.date = DEFAULT_ORIGIN
     max_clock_skew_seconds: int = Field(86_400, ge=0)
     max_body_bytes: int = Field(2_000_000, ge=1_000)
@@ -122,7 +127,7 @@ class ServiceSettings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_token", "feedback_token", mode="before")
+    @field_validator("api_token", "feedback_token", "investigator_token", mode="before")
     @classmethod
     def _no_blank_token(cls, value: Any) -> Any:
         # A blank token once switched authentication off without a word: refuse it instead.
@@ -139,6 +144,11 @@ class ServiceSettings(BaseSettings):
             raise ValueError("FRAUD_TLS_CERTFILE and FRAUD_TLS_KEYFILE must be set together")
         if self.feedback_token is not None and self.feedback_token == self.api_token:
             raise ValueError("FRAUD_FEEDBACK_TOKEN must differ from FRAUD_API_TOKEN (two roles)")
+        if self.investigator_token is not None and self.investigator_token in (
+            self.api_token,
+            self.feedback_token,
+        ):
+            raise ValueError("FRAUD_INVESTIGATOR_TOKEN must differ from the other roles' tokens")
         return self
 
     @property

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from fraud_assets.serving.feedback_state import FeedbackState
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import ModelSource
 from fraud_assets.serving.online_features import InMemoryFeatureStore, OnlineFeatureStore
@@ -69,6 +70,7 @@ def build_scorer(
         pseudonymizer=Pseudonymizer(),
         origin=settings.origin_date,
         label_log=LabelLog(settings.label_log_dir),
+        feedback_state=FeedbackState(),
     )
 
 
