@@ -18,6 +18,7 @@ Endpoints
                               whether the registry was reachable at the last poll (and the error),
                               and how fresh the online state is (newest batch and transaction)
     GET  /metrics             Prometheus text format
+    /desk/...                 the investigators' desk: HTML pages (`desk/routes.py`, docs/desk.md)
 
 Roles: FRAUD_API_TOKEN scores (/v1/score*, /v1/features), FRAUD_FEEDBACK_TOKEN labels
 (/v1/feedback). Tokens are checked before the body is read; bodies over FRAUD_MAX_BODY_BYTES are
