@@ -24,6 +24,7 @@ import pandas as pd
 import polars as pl
 from catboost import CatBoostClassifier, Pool
 
+from fraud_assets.features.feedback import FEEDBACK_FEATURES
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.modeling.metrics import summary
 from fraud_assets.modeling.threshold import (
@@ -71,6 +72,10 @@ class TrainingConfig:
     threshold_policy: ThresholdPolicy = ThresholdPolicy.MAX_RECALL_AT_FPR
     max_fpr: float = 0.05
     review_budget: int = DEFAULT_DAILY_BUDGET  # cards a day the review band is sized to
+    feedback_features: bool = False  # also train on FEEDBACK_FEATURES (features/feedback.py)
+
+    def feature_columns(self) -> list[str]:
+        return list(FEATURE_COLUMNS) + (list(FEEDBACK_FEATURES) if self.feedback_features else [])
 
     def __post_init__(self) -> None:
         # Accept plain strings (from Dagster config or the CLI) but keep the enums afterwards.
@@ -223,26 +228,33 @@ def _matrix(frame: pl.DataFrame | pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame.select(names).to_numpy().astype(np.float64, copy=False)
 
 
-def _pool(frame: pl.DataFrame) -> Pool:
-    return Pool(
-        _matrix(frame, FEATURE_COLUMNS),
-        label=frame[LABEL].to_numpy(),
-        feature_names=list(FEATURE_COLUMNS),
-    )
+def _pool(frame: pl.DataFrame, names: list[str] | None = None) -> Pool:
+    names = names or list(FEATURE_COLUMNS)
+    return Pool(_matrix(frame, names), label=frame[LABEL].to_numpy(), feature_names=names)
 
 
 def train_model(
-    features: pl.DataFrame, end: dt.date, config: TrainingConfig = TrainingConfig()
+    features: pl.DataFrame,
+    end: dt.date,
+    config: TrainingConfig = TrainingConfig(),
+    extra_train: pl.DataFrame | None = None,
 ) -> TrainedModel:
     """Fit CatBoost on the training days, early-stop and pick the threshold on validation.
+
+    `extra_train`: more training rows, e.g. rows inside the label gap that investigators have
+    labelled already (`known_labels.gap_rows_with_known_labels`). With
+    `config.feedback_features` the model also takes FEEDBACK_FEATURES (the frame must hold them).
 
     The same data, config and seed give the same model: rows are sorted by time and id first, and
     CatBoost runs seeded with a fixed thread count.
     """
     train, valid, window = split_window(features, end, config)
+    if extra_train is not None and extra_train.height:
+        train = pl.concat([train, extra_train.select(train.columns)], how="vertical_relaxed")
+    names = config.feature_columns()
     params = config.catboost_params()
     model = CatBoostClassifier(**params)
-    model.fit(_pool(train), eval_set=_pool(valid))
+    model.fit(_pool(train, names), eval_set=_pool(valid, names))
     valid_score = score(model, valid)
     y = valid[LABEL].to_numpy()
     amount = valid["tx_amount"].to_numpy()
@@ -273,13 +285,13 @@ def train_model(
     }
     return TrainedModel(
         model=model,
-        feature_names=list(FEATURE_COLUMNS),
+        feature_names=names,
         threshold=choice,
         window=window,
         validation_metrics=metrics,
         best_iteration=int(model.get_best_iteration() or 0),
         params={k: str(v) for k, v in logged.items()},
-        input_example=valid.select(FEATURE_COLUMNS).head(EXAMPLE_ROWS),
+        input_example=valid.select(names).head(EXAMPLE_ROWS),
         review_threshold=review,
     )
 
