@@ -497,6 +497,7 @@ def reports(
     uvicorn.run(create_app(Lake(*filesystem_for(url))), host=host, port=port, log_level="warning")
 
 
+from fraud_assets.cli.investigate import investigate  # noqa: E402
 from fraud_assets.cli.lake import lake_app  # noqa: E402 - after `app` exists
 from fraud_assets.model_cli import backtest, model_app  # noqa: E402
 from fraud_assets.serving.cli import serve  # noqa: E402
@@ -507,6 +508,7 @@ app.add_typer(lake_app, name="lake")
 app.command()(backtest)
 app.command("serve")(serve)
 app.command("stream")(stream)
+app.command("investigate")(investigate)
 
 
 if __name__ == "__main__":
