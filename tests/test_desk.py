@@ -190,3 +190,37 @@ def test_decisions_survive_a_restart(model_source, tmp_path) -> None:
         json.loads(json.dumps(LabelLog(tmp_path / "labels", prefix="audit").read()))[0]["decision"]
         == "genuine"
     )
+
+
+def test_demo_plays_a_day_through_the_desk(model_source, tmp_path) -> None:
+    """`make demo`'s desk step: the queue's cards decided from the raw file's truth."""
+    from rich.console import Console
+
+    from fraud_assets.demo import DemoSummary, _play_investigators
+    from fraud_assets.serving.desk.desk import Desk
+
+    scorer = Scorer(
+        InMemoryFeatureStore(), model_source, pseudonymizer=Pseudonymizer(b"k"), origin=ORIGIN,
+        label_log=LabelLog(tmp_path / "labels"), feedback_state=FeedbackState(),
+    )  # fmt: skip
+    desk = Desk(budget=3)
+    scorer.observers.append(desk.observe)
+    rows = [tx(10 * card + n, card, 40 + card, 30.0 + 40 * card, 10 * card + n)
+            for card in range(4) for n in range(2)]  # fmt: skip
+    scorer.score_many(rows)
+    fraud_ids = {30, 31}  # card 3: the highest amounts, so the top of the queue
+    raw = tmp_path / "2018-05-02.txt"
+    lines = ["TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,"
+             "TX_TIME_DAYS,TX_FRAUD,TX_FRAUD_SCENARIO"]  # fmt: skip
+    for r in rows:
+        f = int(r["transaction_id"] in fraud_ids)
+        lines.append(f"{r['transaction_id']},{r['tx_datetime']},{r['customer_id']},"
+                     f"{r['terminal_id']},{r['tx_amount']},0,0,{f},{f}")  # fmt: skip
+    raw.write_text("\n".join(lines) + "\n")
+    summary = DemoSummary()
+    _play_investigators(Console(quiet=True), scorer, desk, raw, DAY.date(), summary)
+    assert summary.desk["queue"] == 3
+    assert summary.desk["confirmed"] == 1
+    assert summary.desk["labelled"] == 2 and summary.desk["terminals"] == 1
+    f = scorer.features_many([tx(99, 9, 43, 10.0, 300)])[0]["features"]
+    assert f["terminal_confirmed_fraud_1d"] == 2
