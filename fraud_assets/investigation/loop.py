@@ -3,8 +3,8 @@
 Each test day, in order:
   1. the day's transactions are scored by the current model; with feedback on, their feedback
      features come from the labels recorded so far (`features.feedback`, the online rule);
-  2. the queue: per card its highest score that day, cards already confirmed fraud left out
-     (blocked once caught), the top k by score;
+  2. the queue: per card its highest score that day, cards confirmed fraud in the last
+     `blocked_days` left out (blocked once caught, reissued after), the top k by score;
   3. the investigators answer from the simulator's truth: a card with a fraud that day is
      confirmed fraud, the others genuine; as at the desk, the decision labels every transaction
      of the card that day, known at the end of the day (the newest transaction time of the day);
@@ -46,6 +46,7 @@ class LoopConfig:
     variant: str = "feedback"
     k: int = 100
     retrain_every: int = 7
+    blocked_days: int = 14  # a confirmed card is out of the queue this long (then reissued)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
@@ -87,7 +88,7 @@ def run_loop(
     date = pl.col("tx_datetime").dt.date()
     frame = features.sort("tx_time_seconds", "transaction_id").with_columns(_date=date)
     labels = pl.DataFrame(schema=LABEL_SCHEMA)
-    confirmed_cards: set[int] = set()
+    confirmed_on: dict[int, dt.date] = {}  # card -> day it was last confirmed fraud
 
     def train(end: dt.date):
         history = frame.filter(pl.col("_date") <= end)
@@ -114,16 +115,17 @@ def run_loop(
         if feedback:
             rows = _with_feedback(rows, labels)
         rows = rows.with_columns(_score=pl.Series(score(model, rows)))
+        blocked = [c for c, d in confirmed_on.items() if (day - d).days <= config.blocked_days]
         per_card = (
             rows.group_by("customer_id")
             .agg(pl.col("_score").max(), pl.col("tx_fraud").max().alias("_fraud"))
-            .filter(~pl.col("customer_id").is_in(list(confirmed_cards)))
+            .filter(~pl.col("customer_id").is_in(blocked))
             .sort(["_score", "customer_id"], descending=[True, False])
             .head(config.k)
         )
         hits = int(per_card["_fraud"].sum())
         frauds = set(per_card.filter(pl.col("_fraud") == 1)["customer_id"].to_list())
-        confirmed_cards |= frauds
+        confirmed_on.update(dict.fromkeys(frauds, day))
         decided = rows.filter(pl.col("customer_id").is_in(per_card["customer_id"].to_list()))
         known_at = int(rows["tx_time_seconds"].max())
         new = decided.select(
