@@ -196,7 +196,7 @@ def test_demo_plays_a_day_through_the_desk(model_source, tmp_path) -> None:
     """`make demo`'s desk step: the queue's cards decided from the raw file's truth."""
     from rich.console import Console
 
-    from fraud_assets.demo import DemoSummary, _play_investigators
+    from fraud_assets.cli.demo import DemoSummary, _play_investigators
     from fraud_assets.serving.desk.desk import Desk
 
     scorer = Scorer(
