@@ -15,6 +15,8 @@ from fraud_assets.investigation.loop import LoopConfig, run_loop
 from fraud_assets.modeling.training import TrainingConfig
 from fraud_assets.simulation import SimulationParams, TransactionSimulator
 
+pytestmark = pytest.mark.slow  # CatBoost training in a loop
+
 START = dt.date(2018, 4, 1)
 TRAINING = TrainingConfig(window_days=14, validation_days=7, delay_days=7, iterations=30)
 
