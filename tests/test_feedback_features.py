@@ -26,10 +26,13 @@ label_event = st.tuples(st.just("label"), st.integers(0, 10_000), st.booleans())
 events = st.lists(st.one_of(tx_event, tx_event, label_event), min_size=1, max_size=80)
 
 
-def play(evts: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
-    """Feed the events to the online state as the scorer does; return the transactions, the
-    label events (with known_at = the data clock when recorded) and the online features."""
-    state = FeedbackState()
+def play(
+    evts: list[tuple], state=None
+) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
+    """Feed the events to the online state as the scorer does (a new FeedbackState unless one
+    is given); return the transactions, the label events (with known_at = the data clock when
+    recorded) and the online features."""
+    state = FeedbackState() if state is None else state
     clock = 10 * SECONDS_PER_DAY
     txs: list[dict] = []
     labels: list[dict] = []
