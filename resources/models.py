@@ -67,6 +67,10 @@ class ModelTraining(dg.ConfigurableResource):
     retrain_drift_share: float = Field(
         default=0.5, description="Retrain when a batch's share of drifted columns reaches this"
     )
+    feedback_features: bool = Field(
+        default=False,
+        description="Also train on the feedback features (the feedback_features asset's table)",
+    )
 
     def training(self) -> TrainingConfig:
         from fraud_assets.modeling.training import TrainingConfig
@@ -82,6 +86,7 @@ class ModelTraining(dg.ConfigurableResource):
             threshold_policy=self.threshold_policy,
             max_fpr=self.max_fpr,
             seed=self.seed,
+            feedback_features=self.feedback_features,
         )
 
     def review(self) -> ReviewConfig:

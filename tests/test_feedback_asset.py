@@ -20,6 +20,7 @@ from fraud_assets.lake import CLEAN, Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.champion_snapshot import write_champion
 from fraud_assets.serving.labels import LabelLog
+from resources.models import ModelTraining
 from resources.online import OnlineStore
 from tests.support import platform_resources, write_days
 
@@ -64,6 +65,18 @@ def test_feedback_features_use_only_labels_known_before_each_row(landing: Path, 
                         "tx_datetime": row["tx_datetime"].isoformat(), "fraud": fraud,
                         "labelled_at": dt.datetime.now(dt.UTC).isoformat(), "source": "desk:ana",
                         "known_at_seconds": known})  # fmt: skip
+
+        # Training with the feedback features before the table exists: a named failure.
+        resources = {**defs.resources, "model_training": ModelTraining(feedback_features=True)}
+        train = dg.materialize(
+            [defs.get_assets_def(dg.AssetKey("challenger_model"))],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not train.success
+        failure = train.get_step_failure_events()[0].event_specific_data.error.message
+        assert "materialize that asset" in failure
 
         asset = defs.get_assets_def(FEEDBACK)
         for batch in batches:

@@ -55,6 +55,15 @@ def challenger_model(
 
     features, data_end = latest_features(lake.lake(), model_training.days_needed())
     until = training_end(data_end, model_training.review())
+    if model_training.feedback_features:
+        from fraud_assets.features.feedback import FEEDBACK_FEATURES
+
+        if not set(FEEDBACK_FEATURES) <= set(features.columns):
+            raise dg.Failure(
+                description="feedback_features is on, but the lake has no feedback_features "
+                "rows for the training dates: materialize that asset for those batches first",
+                allow_retries=False,
+            )
     try:
         trained = train_model(features, until, model_training.training())
     except ValueError as e:  # not enough data, a missing day, no fraud: say which
