@@ -78,12 +78,21 @@ def test_feedback_features_use_only_labels_known_before_each_row(landing: Path, 
         failure = train.get_step_failure_events()[0].event_specific_data.error.message
         assert "materialize that asset" in failure
 
-        asset = defs.get_assets_def(FEEDBACK)
-        for batch in batches:
-            result = dg.materialize(
-                [asset], resources=defs.resources, partition_key=batch, instance=instance
-            )
-            assert result.success
+        one = dg.materialize(
+            [defs.get_assets_def(FEEDBACK)],
+            resources=defs.resources,
+            partition_key=batches[0],
+            instance=instance,
+        )
+        assert one.success
+        ranged = defs.resolve_job_def("compute_feedback_features").execute_in_process(
+            tags={RANGE_START_TAG: batches[0], RANGE_END_TAG: batches[-1]}, instance=instance
+        )
+        assert ranged.success
+        done = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=FEEDBACK), limit=10
+        ).records
+        assert sorted(r.partition_key for r in done) == sorted([batches[0], *batches])
 
     expected = {
         r["transaction_id"]: int(r["t"] > first["t"] and r["t"] - first["t"] < DAY)

@@ -43,27 +43,32 @@ def feedback_features(
     from fraud_assets.serving.labels import read_label_log
 
     store = lake.lake()
-    batch_id = context.partition_key
-    clean = store.read_batch(CLEAN_TABLE, batch_id)
-    if clean.height == 0:
-        raise dg.Failure(
-            description=f"batch {batch_id} has no clean rows in the lake: ingest it first",
-            allow_retries=False,
-        )
     events = label_events(read_label_log(online_store.label_log_dir))
-    rows = batch_feedback_features(clean, events, online_store.origin)
-    store.write_by_date(TABLE, batch_id, rows.sort("tx_datetime", "transaction_id"))
+    rows_total = 0
+    with_any = dict.fromkeys(FEEDBACK_FEATURES, 0)
+    for batch_id in context.partition_keys:  # one partition, or a ranged run's batches
+        clean = store.read_batch(CLEAN_TABLE, batch_id)
+        if clean.height == 0:
+            raise dg.Failure(
+                description=f"batch {batch_id} has no clean rows in the lake: ingest it first",
+                allow_retries=False,
+            )
+        rows = batch_feedback_features(clean, events, online_store.origin)
+        store.write_by_date(TABLE, batch_id, rows.sort("tx_datetime", "transaction_id"))
+        rows_total += rows.height
+        for name in FEEDBACK_FEATURES:
+            with_any[name] += int((rows[name] > 0).sum())
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows.height,
+            "dagster/row_count": rows_total,
             "label_events": events.height,
-            **{f"rows_with_{name}": int((rows[name] > 0).sum()) for name in FEEDBACK_FEATURES},
+            **{f"rows_with_{name}": n for name, n in with_any.items()},
         }
     )
 
 
 feedback_features_job = dg.define_asset_job(
-    "feedback_features",
+    "compute_feedback_features",
     selection=dg.AssetSelection.assets(FEEDBACK),
     partitions_def=batch_partitions,
     description="The feedback features of a batch (or a range), for training.",
