@@ -14,7 +14,6 @@ fraud_labels: the service's durable label log (/v1/feedback) as a lake table.
 import dagster as dg
 
 from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, tags
-from fraud_assets.defs.ingest import POOL
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.keys import FEATURES
 from fraud_assets.defs.partitions import batch_partitions
@@ -25,6 +24,9 @@ from resources.storage import LakeStore
 ONLINE_STATE = dg.AssetKey("online_feature_state")
 LABELS = dg.AssetKey("fraud_labels")
 CONSISTENCY = "online_offline_consistency"
+# Its own pool (one publish at a time): a publish only reads committed lake data, so it need
+# not wait for batch runs, nor hold a backfill queued behind it in `fraud_batches`.
+POOL = "fraud_online_state"
 
 
 def _consistency_spec() -> dg.AssetCheckSpec:
