@@ -7,8 +7,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.lake import FEATURES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.monitoring.reference import Reference, ReferenceReader
 
 START = dt.date(2024, 1, 1)
