@@ -35,9 +35,7 @@ label_event = st.tuples(st.just("label"), st.integers(0, 10_000), st.booleans())
 events = st.lists(st.one_of(tx_event, tx_event, label_event), min_size=1, max_size=80)
 
 
-def play(
-    evts: list[tuple], state=None
-) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
+def play(evts: list[tuple], state=None) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
     """Feed the events to the online state as the scorer does (a new FeedbackState unless one
     is given); return the transactions, the label events (with known_at = the data clock when
     recorded) and the online features."""
@@ -145,9 +143,18 @@ def test_the_batch_asset_path_equals_online(evts) -> None:
             when = ORIGIN + dt.timedelta(seconds=row["tx_time_seconds"])
             log.append({**row, "tx_datetime": when.isoformat(), "source": "desk:ana",
                         "labelled_at": (stamp + dt.timedelta(seconds=i)).isoformat()})  # fmt: skip
-        log.append({"transaction_id": 0, "customer_id": 0, "terminal_id": 0, "fraud": True,
-                    "tx_time_seconds": 0, "tx_datetime": ORIGIN.isoformat(), "source": "api",
-                    "labelled_at": (stamp + dt.timedelta(days=1)).isoformat()})  # no known_at
+        log.append(
+            {
+                "transaction_id": 0,
+                "customer_id": 0,
+                "terminal_id": 0,
+                "fraud": True,
+                "tx_time_seconds": 0,
+                "tx_datetime": ORIGIN.isoformat(),
+                "source": "api",
+                "labelled_at": (stamp + dt.timedelta(days=1)).isoformat(),
+            }
+        )  # no known_at
         events_ = label_events(read_label_log(folder))
     assert events_.height == labels.height
     clean = txs.with_columns(
