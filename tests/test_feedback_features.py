@@ -163,3 +163,25 @@ def test_the_batch_asset_path_equals_online(evts) -> None:
     batch = batch_feedback_features(clean, events_, ORIGIN)
     assert batch["transaction_id"].to_list() == txs["transaction_id"].to_list()
     assert batch.select(FEEDBACK_FEATURES).to_dicts() == online
+
+
+def test_an_in_process_service_gets_its_labels_back_at_start(tmp_path, monkeypatch) -> None:
+    """Without Redis the feedback state is rebuilt from the label log when the service starts
+    (build_scorer with warm start), so a restart forgets no decision."""
+    from fraud_assets.serving.settings import ServiceSettings
+    from fraud_assets.serving.wiring import build_scorer
+
+    log = LabelLog(tmp_path / "labels")
+    for i, fraud in ((1, True), (2, True), (2, False)):  # tx 2 corrected to genuine
+        log.append({"transaction_id": i, "customer_id": 7, "terminal_id": 5,
+                    "tx_time_seconds": 1000 * i, "tx_datetime": ORIGIN.isoformat(),
+                    "fraud": fraud, "labelled_at": "2026-01-01T00:00:00+00:00",
+                    "source": "desk:ana", "known_at_seconds": 3000})  # fmt: skip
+    settings_ = ServiceSettings(label_log_dir=tmp_path / "labels", lake_url=str(tmp_path / "lk"),
+                                mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")  # fmt: skip
+    lines: list[str] = []
+    scorer = build_scorer(settings_, warm=True, emit=lines.append)
+    assert scorer.feedback_state is not None
+    assert scorer.feedback_state.features_for(7, 5, 3001)["card_confirmed_fraud_1d"] == 1
+    assert scorer.feedback_state.features_for(7, 5, 3000)["card_confirmed_fraud_1d"] == 0
+    assert "feedback state: 3 labels from the label log" in lines

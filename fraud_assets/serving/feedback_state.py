@@ -7,6 +7,8 @@ FEEDBACK_FEATURES of an incoming transaction exactly as `features.feedback` defi
         .features_for(card, terminal, tx_time_seconds) -> dict[str, int]
         .features_for_many([(card, terminal, tx_time_seconds), ...]) -> list[dict[str, int]]
         .clock_of_labels() -> int | None    the newest known_at held
+    replay_label_log(state, directory) -> int   the label log's records, in order (a restarted
+                                                in-process service gets its labels back)
 
 Labels are kept for FEEDBACK_RETENTION_SECONDS of transaction time (plus the time guard's 31
 days) behind the newest label; older ones can no longer fall in any window of a transaction the
@@ -172,3 +174,16 @@ def _parse(member: bytes | str, score: float) -> _Label:
     text = member.decode() if isinstance(member, bytes) else member
     transaction_id, fraud, known_at, seq = text.split(":")
     return _Label(int(transaction_id), int(score), fraud == "1", int(known_at), int(seq))
+
+
+def replay_label_log(state: FeedbackState | RedisFeedbackState, directory: Any) -> int:
+    """Record the label log's label events (those with a known_at) into `state`, in the log's
+    order; returns how many. For the in-process state at start: Redis keeps its own."""
+    from fraud_assets.features.feedback import label_events
+    from fraud_assets.serving.labels import read_label_log
+
+    events = label_events(read_label_log(directory))
+    for e in events.iter_rows(named=True):
+        state.record(e["transaction_id"], e["customer_id"], e["terminal_id"],
+                     e["tx_time_seconds"], e["fraud"], e["known_at_seconds"])  # fmt: skip
+    return events.height

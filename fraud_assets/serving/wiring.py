@@ -8,7 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fraud_assets.serving.feedback_state import FeedbackState, RedisFeedbackState
+from fraud_assets.serving.feedback_state import (
+    FeedbackState,
+    RedisFeedbackState,
+    replay_label_log,
+)
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import ModelSource
 from fraud_assets.serving.online_features import InMemoryFeatureStore, OnlineFeatureStore
@@ -69,6 +73,9 @@ def build_scorer(
             from fraud_assets.online_state.publish import warm_start
 
             warm_start(store, settings.lake, emit=emit or log.info, origin=settings.origin)
+            # The in-process feedback state comes back from the label log (Redis keeps its own).
+            replayed = replay_label_log(feedback, settings.label_log_dir)
+            (emit or log.info)(f"feedback state: {replayed} labels from the label log")
     return Scorer(
         store=store,
         model_source=ModelSource.from_settings(settings),
