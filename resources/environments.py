@@ -60,10 +60,9 @@ def feature_engine() -> FeatureEngine:
     engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
     if engine != "spark":
         return FeatureEngine(engine=engine)
-    from resources.spark import SparkFeatureEngine, local_spark  # pyspark only when asked for
+    from resources.spark import SparkFeatureEngine, spark_resource  # pyspark only when asked
 
-    master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
-    return SparkFeatureEngine(pyspark=local_spark(master))
+    return SparkFeatureEngine(pyspark=spark_resource())  # FRAUD_SPARK_MASTER, else local[2]
 
 
 _AWS_SECRETS = {
