@@ -27,6 +27,9 @@ def spark_master(master: str | None = None) -> str:
 
 def spark_config(master: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The session settings the engines rely on, plus `extra` (which wins)."""
+    # PySpark starts executors' Python workers with PYSPARK_PYTHON (default `python3`, which
+    # lacks our packages): our interpreter, unless the deployment names another.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     config = {
         "spark.master": spark_master(master),
         "spark.app.name": "fraud-platform",

@@ -346,9 +346,9 @@ def _commit(
             ["tx_date"],
         )
         staged = staged_files(lake, f"{folder}/clean")
+        staged_rows = sum(f.rows for f in staged)
         # Checked and summed where the rows are: read back from the staged files.
         written = spark.read.parquet(spark_url(lake, f"{folder}/clean")).drop("tx_date")
-        clean_rows = adopt_all(commit, CLEAN, staged, by_date=True)
         sums = (
             stats["frame"]
             .agg(
@@ -359,16 +359,17 @@ def _commit(
             )
             .first()
         )
-        if sums["rows"] != clean_rows:
+        if sums["rows"] != staged_rows:  # a bug: the commit is not published
             raise AssertionError(
-                f"{batch_id}: {clean_rows} clean rows written, {sums['rows']} made"
+                f"{batch_id}: {staged_rows} clean rows written, {sums['rows']} made"
             )
         clean_schema = (
             spark_failures(clean_transactions_schema(config.max_amount, config.period), written)
-            if clean_rows
+            if staged_rows
             else []
         )
-        content = _content_digest(written) if clean_rows else _content_digest(None)
+        content = _content_digest(written if staged_rows else None)
+        clean_rows = adopt_all(commit, CLEAN, staged, by_date=True)
         q_schema = _commit_quarantine(lake, commit, quarantine, quarantined, folder)
         first, last = _coverage(config, sums, batch_id)
         commit.meta["coverage"] = asdict(
