@@ -25,41 +25,52 @@ _STRUCTURAL = ("column_in_dataframe", "column_in_schema")
 
 def spark_failures(schema: TableSchema, frame: DataFrame) -> list[str]:
     """`schemas.failures(schema, table)` for a Spark table, computed where its rows are."""
+    return spark_failures_by(schema, frame, None).get(None, [])
+
+
+def spark_failures_by(
+    schema: TableSchema, frame: DataFrame, by: str | None
+) -> dict[str | None, list[str]]:
+    """`spark_failures` for each value of column `by` (e.g. each batch of a features table),
+    in one pass."""
     from pyspark.sql import functions as F
+
+    out_schema = pa.schema(
+        [
+            ("key", pa.string()),
+            ("column", pa.string()),
+            ("check", pa.string()),
+            ("cases", pa.int64()),
+            ("example", pa.string()),
+            ("at", pa.int64()),
+        ]
+    )
 
     def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         parts = list(batches)
         if not parts:
             return
-        table = pa.Table.from_batches(parts)
-        part = pl.from_arrow(table)
-        found = find_failures(schema, part)  # type: ignore[arg-type]
-        if found:
-            yield pa.RecordBatch.from_pylist(
-                [
+        table = pl.from_arrow(pa.Table.from_batches(parts))
+        groups = table.partition_by(by, as_dict=True) if by else {(None,): table}
+        rows = []
+        for (key,), part in groups.items():
+            for i, f in enumerate(find_failures(schema, part)):  # type: ignore[arg-type]
+                rows.append(
                     {
+                        "key": key,
                         "column": f.column,
                         "check": f.check,
                         "cases": f.cases,
                         "example": f.example,
                         "at": i,
                     }
-                    for i, f in enumerate(found)
-                ],
-                schema=pa.schema(
-                    [
-                        ("column", pa.string()),
-                        ("check", pa.string()),
-                        ("cases", pa.int64()),
-                        ("example", pa.string()),
-                        ("at", pa.int64()),
-                    ]
-                ),
-            )
+                )
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=out_schema)
 
-    rows = (
-        frame.mapInArrow(check, _FAILURES)
-        .groupBy("column", "check")
+    found = (
+        frame.mapInArrow(check, "key string, " + _FAILURES)
+        .groupBy("key", "column", "check")
         .agg(
             F.sum("cases").alias("cases"),
             F.max("cases").alias("most"),
@@ -68,17 +79,10 @@ def spark_failures(schema: TableSchema, frame: DataFrame) -> list[str]:
         )
         .collect()
     )
-    out = []
-    for row in sorted(rows, key=lambda r: r["at"]):
+    out: dict[str | None, list[str]] = {}
+    for row in sorted(found, key=lambda r: (r["key"] or "", r["at"])):
         structural = row["check"] in _STRUCTURAL or row["check"].startswith("dtype(")
         cases = row["most"] if structural else row["cases"]
-        out.append(str(Failure(row["column"], row["check"], int(cases), row["example"])))
+        failure = Failure(row["column"], row["check"], int(cases), row["example"])
+        out.setdefault(row["key"], []).append(str(failure))
     return out
-
-
-def spark_failures_by(schema: TableSchema, frame: DataFrame, by: str) -> dict[str, list[str]]:
-    """`spark_failures` for each value of column `by` (e.g. each batch of a features table)."""
-    from pyspark.sql import functions as F
-
-    keys = [r[0] for r in frame.select(by).distinct().collect()]
-    return {key: spark_failures(schema, frame.where(F.col(by) == key)) for key in keys}

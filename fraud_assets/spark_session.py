@@ -37,6 +37,8 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": os.environ.get(DRIVER_MEMORY_ENV, "1g"),
         "spark.ui.showConsoleProgress": "false",
+        # Few, larger shuffle partitions: adaptive execution splits them when they are big.
+        "spark.sql.shuffle.partitions": "8",
         # Executors run the default engine's parser and window scan on Arrow batches this size.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "200000",
         # Executors import this package: the same interpreter (and virtual environment) as ours,

@@ -13,10 +13,12 @@ from fraud_assets.spark_session import spark_config
 from resources.processing import FeatureEngine
 
 
-def spark_resource(master: str | None = None) -> LazyPySparkResource:
-    """Our session settings (fraud_assets/spark_session.py); `master` defaults to
+def spark_resource(
+    master: str | None = None, extra: dict[str, str] | None = None
+) -> LazyPySparkResource:
+    """Our session settings (fraud_assets/spark_session.py) plus `extra`; `master` defaults to
     FRAUD_SPARK_MASTER, else local[2]."""
-    return LazyPySparkResource(spark_config=spark_config(master))
+    return LazyPySparkResource(spark_config=spark_config(master, extra))
 
 
 def local_spark(master: str = "local[2]") -> LazyPySparkResource:

@@ -206,32 +206,56 @@ def _finish(
     raw_rows: int,
     config: CleaningConfig,
 ) -> SparkCleanResult:
-    judged = _committed_elsewhere(spark, lake, parsed, batch_id)
-    partitions = max(1, -(-raw_rows // ROWS_PER_FILE))
-    good = judged.where(F.col("reason").isNull()).repartitionByRange(partitions, "transaction_id")
-    first_seen = Window.partitionBy("transaction_id").orderBy("line_no")
-    verdicts = good.withColumn(
-        "reason", F.when(F.row_number().over(first_seen) > 1, F.lit(_DROPPED))
-    )
-    counts = {
-        row["reason"]: row["n"]
-        for row in judged.where(F.col("reason").isNotNull())
-        .groupBy("reason")
-        .agg(F.count("*").alias("n"))
+    # One pass over the parsed lines: parser and rule verdicts, and the good rows' id range.
+    found = (
+        parsed.groupBy("reason")
+        .agg(
+            F.count("*").alias("n"),
+            F.min("transaction_id").alias("low"),
+            F.max("transaction_id").alias("high"),
+        )
         .collect()
-    }
-    duplicates = verdicts.where(F.col("reason") == _DROPPED).count()
+    )
+    counts = {r["reason"]: r["n"] for r in found if r["reason"] is not None}
+    good_range = next(((r["low"], r["high"]) for r in found if r["reason"] is None), None)
+    judged = _committed_elsewhere(spark, lake, parsed, batch_id, good_range)
+    partitions = max(1, -(-raw_rows // ROWS_PER_FILE))
+    good = judged.where(F.col("reason").isNull() | (F.col("reason") == Rule.DUPLICATE_ID.value))
+    first_seen = Window.partitionBy("transaction_id").orderBy("line_no")
+    verdicts = good.repartitionByRange(partitions, "transaction_id").withColumn(
+        "reason",
+        F.when(
+            F.col("reason").isNull() & (F.row_number().over(first_seen) > 1), F.lit(_DROPPED)
+        ).otherwise(F.col("reason")),
+    )
     unique = verdicts.where(F.col("reason").isNull())
     origin = config.origin_date or _infer_origin(unique)
-    clean, stats = _repair_time(unique, origin, batch_id)
+    clean, stats = _repair_time(verdicts, origin, batch_id)
+    # One more pass: what became of the good rows, the repaired counters, the clean table's
+    # dates and content digest.
+    summary = {
+        r["reason"]: r
+        for r in clean.groupBy("reason").agg(*(v.alias(k) for k, v in stats.items())).collect()
+    }
+    taken = summary.get(Rule.DUPLICATE_ID.value)
+    if taken is not None:
+        counts[Rule.DUPLICATE_ID.value] = taken["rows"]
+    dropped = summary.get(_DROPPED)
+    duplicates = dropped["rows"] if dropped is not None else 0
+    kept = summary.get(None)
+    rows = clean.where(F.col("reason").isNull()).select(*CLEAN_SCHEMA)
     quarantine = _quarantine(judged, numbered, batch_id, counts.get(Rule.DUPLICATE_ID.value, 0))
-    result = _commit(lake, batch_id, clean, quarantine, stats, counts, config, origin, raw_rows)
+    result = _commit(lake, batch_id, rows, quarantine, kept, counts, config, origin, raw_rows)
     result.duplicates = duplicates
     return result
 
 
 def _committed_elsewhere(
-    spark: SparkSession, lake: Lake, parsed: DataFrame, batch_id: str
+    spark: SparkSession,
+    lake: Lake,
+    parsed: DataFrame,
+    batch_id: str,
+    good_range: tuple[int, int] | None,
 ) -> DataFrame:
     """`duplicate_id` for good rows whose id another batch has committed: executors read the
     other batches' committed ids (only row groups within this batch's id range)."""
@@ -239,19 +263,12 @@ def _committed_elsewhere(
         spark_url(lake, lake.path(entry.path))
         for entry in lake.files(CLEAN, exclude_batches={batch_id})
     ]
-    if not others:
-        return parsed
-    bounds = (
-        parsed.where(F.col("reason").isNull())
-        .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"))
-        .first()
-    )
-    if bounds is None or bounds["low"] is None:
+    if not others or good_range is None:
         return parsed
     ids = (
         spark.read.parquet(*others)
         .select("transaction_id")
-        .where(F.col("transaction_id").between(bounds["low"], bounds["high"]))
+        .where(F.col("transaction_id").between(*good_range))
         .distinct()
         .withColumn("_elsewhere", F.lit(True))
     )
@@ -277,17 +294,15 @@ def _epoch_seconds(column: str):  # noqa: ANN202 - a Column
     return F.unix_seconds(F.to_utc_timestamp(F.col(column).cast("timestamp"), "UTC"))
 
 
-def _repair_time(unique: DataFrame, origin: dt.date, batch_id: str) -> tuple[DataFrame, dict]:
-    """Seconds and days recomputed from the timestamp against the origin; the clean table."""
+def _repair_time(verdicts: DataFrame, origin: dt.date, batch_id: str) -> tuple[DataFrame, dict]:
+    """Seconds and days recomputed from the timestamp against the origin: the clean table's
+    columns (plus `reason`), and the aggregates that describe it."""
     origin_seconds = (origin - dt.date(1970, 1, 1)).days * SECONDS_PER_DAY
-    seconds = _epoch_seconds("tx_datetime") - F.lit(origin_seconds)
-    days = (seconds - F.pmod(seconds, F.lit(SECONDS_PER_DAY))).cast("long") / F.lit(SECONDS_PER_DAY)
-    fixed = unique.withColumns({"new_seconds": seconds.cast("long"), "new_days": days.cast("long")})
-    stats = {
-        "hour_24": F.sum(F.col("hour_24").cast("long")),
-        "tx_time_seconds": F.sum((F.col("new_seconds") != F.col("tx_time_seconds")).cast("long")),
-        "tx_time_days": F.sum((F.col("new_days") != F.col("tx_time_days")).cast("long")),
-    }
+    seconds = (_epoch_seconds("tx_datetime") - F.lit(origin_seconds)).cast("long")
+    days = ((seconds - F.pmod(seconds, F.lit(SECONDS_PER_DAY))) / F.lit(SECONDS_PER_DAY)).cast(
+        "long"
+    )
+    fixed = verdicts.withColumns({"new_seconds": seconds, "new_days": days})
     clean = fixed.select(
         "transaction_id",
         "tx_datetime",
@@ -299,8 +314,23 @@ def _repair_time(unique: DataFrame, origin: dt.date, batch_id: str) -> tuple[Dat
         "tx_fraud",
         "tx_fraud_scenario",
         F.lit(batch_id).alias("batch_id"),
+        "reason",
+        F.col("hour_24").cast("long").alias("_hour_24"),
+        (F.col("new_seconds") != F.col("tx_time_seconds")).cast("long").alias("_seconds"),
+        (F.col("new_days") != F.col("tx_time_days")).cast("long").alias("_days"),
     )
-    return clean, {"frame": fixed, "sums": stats}
+    row = F.xxhash64(*[F.col(c) for c in CLEAN_SCHEMA])
+    stats = {
+        "rows": F.count("*"),
+        "hour_24": F.sum("_hour_24"),
+        "tx_time_seconds": F.sum("_seconds"),
+        "tx_time_days": F.sum("_days"),
+        "first": F.min(F.to_date("tx_datetime")),
+        "last": F.max(F.to_date("tx_datetime")),
+        "hash_sum": F.sum(row.cast("decimal(38,0)")),
+        "hash_xor": F.bit_xor(row),
+    }
+    return clean, stats
 
 
 def _quarantine(judged: DataFrame, numbered: DataFrame, batch_id: str, taken: int) -> DataFrame:
@@ -319,12 +349,15 @@ def _quarantine(judged: DataFrame, numbered: DataFrame, batch_id: str, taken: in
     return rows.select(F.lit(batch_id).alias("batch_id"), "line_no", "line", "reason")
 
 
+REPAIRED = ("hour_24", "tx_time_days", "tx_time_seconds")
+
+
 def _commit(
     lake: Lake,
     batch_id: str,
     clean: DataFrame,
     quarantine: DataFrame,
-    stats: dict,
+    kept,  # noqa: ANN001 - the summary Row of the clean rows, None when there are none
     counts: dict[str, int],
     config: CleaningConfig,
     origin: dt.date,
@@ -336,6 +369,7 @@ def _commit(
     spark = clean.sparkSession
     sweep(lake, CLEAN, batch_id)
     quarantined = sum(counts.values())
+    made = kept["rows"] if kept is not None else 0
     with lake.commit(CLEAN, batch_id) as commit:
         folder = staging_folder(lake, commit)
         dated = clean.withColumn("tx_date", F.to_date("tx_datetime"))
@@ -347,31 +381,16 @@ def _commit(
         )
         staged = staged_files(lake, f"{folder}/clean")
         staged_rows = sum(f.rows for f in staged)
-        # Checked and summed where the rows are: read back from the staged files.
-        written = spark.read.parquet(spark_url(lake, f"{folder}/clean")).drop("tx_date")
-        sums = (
-            stats["frame"]
-            .agg(
-                *(value.alias(key) for key, value in stats["sums"].items()),
-                F.min(F.to_date("tx_datetime")).alias("first"),
-                F.max(F.to_date("tx_datetime")).alias("last"),
-                F.count("*").alias("rows"),
-            )
-            .first()
-        )
-        if sums["rows"] != staged_rows:  # a bug: the commit is not published
-            raise AssertionError(
-                f"{batch_id}: {staged_rows} clean rows written, {sums['rows']} made"
-            )
-        clean_schema = (
-            spark_failures(clean_transactions_schema(config.max_amount, config.period), written)
-            if staged_rows
-            else []
-        )
-        content = _content_digest(written if staged_rows else None)
+        if made != staged_rows:  # a bug: the commit is not published
+            raise AssertionError(f"{batch_id}: {staged_rows} clean rows written, {made} made")
+        clean_schema = []
+        if staged_rows:  # checked where the rows are: read back from the staged files
+            written = spark.read.parquet(spark_url(lake, f"{folder}/clean")).drop("tx_date")
+            schema = clean_transactions_schema(config.max_amount, config.period)
+            clean_schema = spark_failures(schema, written)
         clean_rows = adopt_all(commit, CLEAN, staged, by_date=True)
         q_schema = _commit_quarantine(lake, commit, quarantine, quarantined, folder)
-        first, last = _coverage(config, sums, batch_id)
+        first, last = _coverage(config, kept, batch_id)
         commit.meta["coverage"] = asdict(
             BatchCoverage(
                 batch_id,
@@ -379,7 +398,7 @@ def _commit(
                 last.isoformat(),
                 clean_rows,
                 origin.isoformat(),
-                content=content,
+                content=_content_digest(kept),
             )
         )
     sweep(lake, CLEAN, batch_id)
@@ -392,7 +411,7 @@ def _commit(
         origin=origin,
         first=first,
         last=last,
-        repaired={k: int(sums[k] or 0) for k in sorted(stats["sums"])},
+        repaired={k: int(kept[k] or 0) if kept is not None else 0 for k in REPAIRED},
         by_reason=dict(sorted(counts.items())),
         clean_schema=clean_schema,
         quarantine_schema=q_schema,
@@ -402,7 +421,7 @@ def _commit(
 def _coverage(config: CleaningConfig, sums, batch_id: str) -> tuple[dt.date, dt.date]:  # noqa: ANN001
     if config.period is not None:
         return config.period.first, config.period.last
-    if sums["first"] is None:
+    if sums is None or sums["first"] is None:
         day = dt.date.fromisoformat(batch_id)
         return day, day
     return sums["first"], sums["last"]
@@ -442,19 +461,12 @@ def _commit_quarantine(
         one.unpersist()
 
 
-def _content_digest(frame: DataFrame | None) -> str:
-    """Equal clean tables, equal digests (an order-free sum of row hashes, so executors compute
-    it); the default engine's digest is another function of the same rows."""
-    digest = hashlib.sha256(b"spark-content-1")
-    if frame is not None:
-        row = F.xxhash64(*[F.col(c) for c in CLEAN_SCHEMA])
-        sums = frame.agg(
-            F.count("*").alias("n"),
-            F.sum(row.cast("decimal(38,0)")).alias("sum"),
-            F.bit_xor(row).alias("xor"),
-        ).first()
-        digest.update(repr(frame.schema.simpleString()).encode())
-        digest.update(f"{sums['n']}:{sums['sum']}:{sums['xor']}".encode())
+def _content_digest(kept) -> str:  # noqa: ANN001 - the clean rows' summary Row, or None
+    """Equal clean tables, equal digests: an order-free sum of row hashes (executors compute it
+    with the other aggregates); the default engine's digest is another function of the rows."""
+    digest = hashlib.sha256(b"spark-content-1:" + repr(list(CLEAN_SCHEMA.items())).encode())
+    if kept is not None:
+        digest.update(f"{kept['rows']}:{kept['hash_sum']}:{kept['hash_xor']}".encode())
     return digest.hexdigest()[:24]
 
 

@@ -27,7 +27,7 @@ from fraud_assets.lake.spark_staging import (
 )
 from fraud_assets.lake.store import LABELS
 
-ROWS_PER_FILE = 2_000_000
+ROWS_PER_SCAN = 1_000_000  # rows of history per partition of the window scans
 BATCH_FOLDER = "_batch"
 ENGINE = "spark"
 
@@ -89,15 +89,29 @@ def features_into_lake_spark(
             out[batch_id] = SparkFeatures(0, 0.0)
         return out
     history = with_labels(spark, lake, read_committed(spark, urls), first, last)
-    features = compute_features_spark(history).where(F.col("batch_id").isin(ready))
-    rows = sum(known[b].rows for b in ready)
-    partitions = max(1, -(-rows // ROWS_PER_FILE))
+    history_rows = sum(
+        c.rows
+        for c in known.values()
+        if c.first_date <= last.isoformat() and c.last_date >= first.isoformat()
+    )
+    features = compute_features_spark(history, max(1, -(-history_rows // ROWS_PER_SCAN))).where(
+        F.col("batch_id").isin(ready)
+    )
+    # One task per (batch, date) writes its rows in (time, id) order: no range sampling, which
+    # would compute the features twice.
+    days = sum(
+        (
+            dt.date.fromisoformat(known[b].last_date) - dt.date.fromisoformat(known[b].first_date)
+        ).days
+        + 2
+        for b in ready
+    )
     for leftover in lake.fs.glob(lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-*")):
         lake.fs.rm(leftover, recursive=True)  # of a crashed run: never read, never committed
     folder = lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-{secrets.token_hex(4)}")
     ordered = (
         features.withColumns({BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")})
-        .repartitionByRange(partitions, "tx_time_seconds", "transaction_id")
+        .repartition(days, BATCH_FOLDER, "tx_date")
         .sortWithinPartitions(BATCH_FOLDER, "tx_date", "tx_time_seconds", "transaction_id")
     )
     try:

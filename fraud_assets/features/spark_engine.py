@@ -53,7 +53,8 @@ def compute_features_spark(clean: DataFrame, partitions: int | None = None) -> D
     default engine's column order and types; rows in no particular order.
     """
     spark = clean.sparkSession
-    count = partitions or int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    count = max(partitions or 1, shuffle)
     if isinstance(clean.schema["tx_datetime"].dataType, TimestampType):
         # A zoned timestamp is read as the wall clock in UTC, the session's zone.
         spark.conf.set("spark.sql.session.timeZone", "UTC")
