@@ -100,8 +100,12 @@ def _failures(lines: list[str]) -> dict:
     return {"failures": dg.MetadataValue.md("\n".join(f"- `{line}`" for line in lines[:50]))}
 
 
+ENGINE = "fraud/engine"  # which engine made the materialization: polars or spark
+
+
 def _clean_metadata(clean: CleanSummary) -> dict:
     return {
+        ENGINE: clean.engine,
         "dagster/row_count": clean.clean_rows,
         "raw_rows": clean.raw_rows,
         "duplicates_dropped": clean.duplicates,
@@ -120,6 +124,7 @@ def _clean_metadata(clean: CleanSummary) -> dict:
 
 def _quarantine_metadata(clean: CleanSummary) -> dict:
     return {
+        ENGINE: clean.engine,
         "dagster/row_count": clean.quarantined,
         "by_reason": dg.MetadataValue.table(
             records=[dg.TableRecord({"reason": k, "rows": v}) for k, v in clean.by_reason.items()],
@@ -133,6 +138,7 @@ def _quarantine_metadata(clean: CleanSummary) -> dict:
 
 def _feature_metadata(features: FeatureSummary) -> dict:
     return {
+        ENGINE: features.engine,
         "dagster/row_count": features.rows,
         "engine": features.engine,
         "features": ", ".join(FEATURE_COLUMNS),
