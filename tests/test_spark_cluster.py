@@ -185,7 +185,13 @@ def hand_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _marker(landing / files[20].name, origin)
     last = landing / files[21].name
     shutil.copy(files[21], last)
-    resent = b"\n".join(_body(files[3]).split(b"\n")[:20])  # ids the month committed
+    # Lines of this day under ids the month committed: `duplicate_id` (an old line re-sent as it
+    # was would be `outside_period` first).
+    month_ids = [line.split(b",", 1)[0] for line in _body(files[3]).split(b"\n")[:20]]
+    today = _body(files[21]).split(b"\n")[:20]
+    resent = b"\n".join(
+        i + b"," + line.split(b",", 1)[1] for i, line in zip(month_ids, today, strict=True)
+    )
     ties = [  # one customer and terminal, one second; file order is not id order
         b"99000003,2024-03-22 10:00:00,7,11,30.00,1850400,21,0,0",
         b"99000001,2024-03-22 10:00:00,7,11,10.00,1850400,21,0,0",
