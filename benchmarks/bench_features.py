@@ -39,8 +39,8 @@ BATCH_ID = "2030-01-01"
 
 
 def build_batch(size: str) -> Path:
-    from fraud_assets.filesystems import filesystem_for
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.lake.filesystems import filesystem_for
+    from fraud_assets.rawdata.format import HEADER_LINE
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
 
@@ -65,10 +65,10 @@ def build_batch(size: str) -> Path:
 def measure(size: str, engine: str, lake_dir: str) -> dict:
     import datetime as dt
 
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
 
     source = build_batch(size)
@@ -97,13 +97,13 @@ def measure_spark(source: Path, engine: str, lake_dir: str) -> dict:
     """Clean + features on Spark (`engine`: spark-local or spark-cluster=<master URL>)."""
     import datetime as dt
 
+    from fraud_assets.batch.spark_clean import clean_batch_spark, first_line
+    from fraud_assets.batch.spark_features import features_into_lake_spark
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.cleaning.spark_engine import clean_batch_spark, first_line
-    from fraud_assets.features.spark_batches import features_into_lake_spark
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
-    from fraud_assets.spark_session import start_spark
+    from fraud_assets.spark.session import start_spark
 
     master = engine.split("=", 1)[1] if "=" in engine else "local[2]"
     extra = {"spark.ui.enabled": "false", "spark.driver.memory": DRIVER_MEMORY}

@@ -178,7 +178,9 @@ def main() -> None:
     if database:
         _postgres(f"CREATE DATABASE {database}")
         postgres = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "db": database}
-        (home / "dagster.yaml").write_text(instance_yaml(postgres))
+        # A checkout without the pooled event log (older commits) gets dagster-postgres's own.
+        pooled = (repo / "fraud_assets" / "dev" / "pooled_postgres.py").exists()
+        (home / "dagster.yaml").write_text(instance_yaml(postgres, pooled=pooled))
     else:
         (home / "dagster.yaml").write_text(instance_yaml())
     days = args.batches + args.steady

@@ -38,12 +38,12 @@ def main() -> None:
 
     from fraud_assets.batch.local import find_batches
     from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
-    from fraud_assets.spark_session import start_spark
+    from fraud_assets.spark.session import start_spark
 
     work = Path(tempfile.mkdtemp(prefix="bench-spark-batches-"))
     try:

@@ -29,10 +29,10 @@ START = dt.date(2018, 4, 1)
 
 
 def build_lake() -> Path:
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation

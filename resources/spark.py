@@ -9,14 +9,14 @@ from __future__ import annotations
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from fraud_assets.spark_session import spark_config
+from fraud_assets.spark.session import spark_config
 from resources.processing import FeatureEngine
 
 
 def spark_resource(
     master: str | None = None, extra: dict[str, str] | None = None
 ) -> LazyPySparkResource:
-    """Our session settings (fraud_assets/spark_session.py) plus `extra`; `master` defaults to
+    """Our session settings (fraud_assets/spark/session.py) plus `extra`; `master` defaults to
     FRAUD_SPARK_MASTER, else local[2]."""
     return LazyPySparkResource(spark_config=spark_config(master, extra))
 

@@ -1,4 +1,4 @@
-"""Specification of the evaluation metrics, threshold policies and the paired bootstrap (§4)."""
+"""The evaluation metrics, threshold policies and paired bootstrap, specified (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def test_card_precision_ignores_frauds_ranked_below_k():
 
 
 def _card_precision_reference(day, card, y, score, k):
-    """Plain-Python reading of DESIGN.md §4 (distinct card scores, so no ties)."""
+    """Plain-Python reading of docs/models.md (distinct card scores, so no ties)."""
     first_fraud = {}
     for d, c, label in sorted(zip(day, card, y, strict=True)):
         if label and c not in first_fraud:

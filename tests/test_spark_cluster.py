@@ -22,11 +22,11 @@ from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
 from fraud_assets.cleaning.terminal_registry import parse_registry
 from fraud_assets.defs.ingest import BATCH_ASSETS, CLEAN, FEATURES, QUARANTINE
 from fraud_assets.dev.spark_cluster import StandaloneCluster
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import STAGES, TABLES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
-from tests.conftest import platform_resources, write_days
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
+from tests.support import platform_resources, write_days
 
 pytestmark = pytest.mark.spark
 
@@ -107,7 +107,7 @@ def _materializations(instance: dg.DagsterInstance, batches: list[str]) -> dict:
 
 def _run_all(landing: Path, data: Path, **resources: object) -> dict:
     from fraud_assets.definitions import build_definitions
-    from fraud_assets.inprocess import RANGE_END_TAG, RANGE_START_TAG
+    from fraud_assets.dev.inprocess import RANGE_END_TAG, RANGE_START_TAG
     from fraud_assets.modeling.champion_snapshot import write_champion
 
     write_champion(lake_at(data / "lake"), None, "fraud-detector")
@@ -267,7 +267,7 @@ def test_many_dates_ties_and_every_defect_class_match_the_default_engine(
 def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
     spark, hand_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fraud_assets.cleaning import spark_engine
+    from fraud_assets.batch import spark_clean as spark_engine
 
     lake_path = tmp_path / "lake"
     source = find_batches([str(hand_landing)])

@@ -21,12 +21,17 @@ from typing import IO, Protocol
 import polars as pl
 
 from fraud_assets.batch.committed import CommittedIds
+from fraud_assets.batch.pipeline import (
+    LookbackMissing,
+    RowsNotConservedError,
+    clean_into_lake,
+    features_for_batches,
+)
 from fraud_assets.batch.state import history_versions, record_features, record_refusal
-from fraud_assets.cleaning import CleaningConfig
+from fraud_assets.cleaning import CleaningConfig, CleanResult
 from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_TERMINAL_ID
 from fraud_assets.cleaning.terminal_registry import TerminalRegistry
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.ingestion import RawBatchError, RawBatchStats, inspect_raw_batch
 from fraud_assets.lake import FEATURES, Lake, MissingHistoryError
 from fraud_assets.monitoring.drift import (
     DEFAULT_DRIFT_SHARE,
@@ -43,9 +48,9 @@ from fraud_assets.monitoring.reference import (
     ReferenceReader,
     choose_reference,
 )
-from fraud_assets.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import BatchMarker, batch_period
+from fraud_assets.rawdata.format import BatchMarker, BatchPeriod, batch_period
+from fraud_assets.rawdata.inspection import RawBatchError, RawBatchStats, inspect_raw_batch
 
 
 class Step(StrEnum):
@@ -167,7 +172,7 @@ def ingest_range(
     order = sorted(dict.fromkeys(batch_ids))
     outcomes: list[BatchOutcome] = []
     drift = _DriftJudge(lake, config, champion) if Step.DRIFT in steps else None
-    # Spark checks cross-batch ids on its executors, reading the lake (cleaning/spark_engine.py).
+    # Spark checks cross-batch ids on its executors, reading the lake (batch/spark_clean.py).
     committed = (
         CommittedIds.from_lake(lake)
         if Step.CLEAN in steps and not _on_spark(config, lake)
@@ -234,7 +239,7 @@ def _clean(
     config: RangeConfig,
     committed: CommittedIds | None,
 ) -> pl.DataFrame | None:
-    from fraud_assets.schemas import (
+    from fraud_assets.batch.schemas import (
         QuarantinedTransactions,
         clean_transactions_schema,
         failures,
@@ -277,20 +282,17 @@ def _clean(
     except RawBatchError as e:
         outcome.fail(Step.CLEAN, str(e))
         return None
+    except RowsNotConservedError as e:  # the rows_conserved check fails; nothing committed
+        outcome.clean = _summary(e.result, period, config, [], [])
+        outcome.fail(Step.CLEAN, str(e))
+        return None
     committed.record(batch_id, result.clean["transaction_id"])
-    outcome.clean = CleanSummary(
-        raw_rows=result.raw_rows,
-        clean_rows=result.clean.height,
-        quarantined=result.quarantine.height,
-        duplicates=result.duplicates,
-        origin=result.origin,
-        period=str(period),
-        terminals=_terminal_check(config),
-        repaired=dict(sorted(result.repaired.items())),
-        by_reason=dict(sorted(result.quarantined_by_reason.items())),
-        conserved=result.conserved,
-        clean_schema=failures(clean_transactions_schema(config.max_amount, period), result.clean),
-        quarantine_schema=failures(QuarantinedTransactions, result.quarantine),
+    outcome.clean = _summary(
+        result,
+        period,
+        config,
+        failures(clean_transactions_schema(config.max_amount, period), result.clean),
+        failures(QuarantinedTransactions, result.quarantine),
     )
     if outcome.clean.clean_schema:  # a table that breaks its schema does not flow on
         outcome.fail(
@@ -301,11 +303,34 @@ def _clean(
     return result.clean
 
 
+def _summary(
+    result: CleanResult,
+    period: BatchPeriod,
+    config: RangeConfig,
+    clean_schema: list[str],
+    quarantine_schema: list[str],
+) -> CleanSummary:
+    return CleanSummary(
+        raw_rows=result.raw_rows,
+        clean_rows=result.clean.height,
+        quarantined=result.quarantine.height,
+        duplicates=result.duplicates,
+        origin=result.origin,
+        period=str(period),
+        terminals=_terminal_check(config),
+        repaired=dict(sorted(result.repaired.items())),
+        by_reason=dict(sorted(result.quarantined_by_reason.items())),
+        conserved=result.conserved,
+        clean_schema=clean_schema,
+        quarantine_schema=quarantine_schema,
+    )
+
+
 def _on_spark(config: RangeConfig, lake: Lake) -> bool:
     """Spark cleans and featurises when chosen and its executors can reach the lake."""
     if config.engine != "spark" or config.spark is None:
         return False
-    from fraud_assets.pipeline import spark_reaches
+    from fraud_assets.batch.pipeline import spark_reaches
 
     return spark_reaches(lake)
 
@@ -333,7 +358,7 @@ def _clean_spark(
     period,  # noqa: ANN001 - a BatchPeriod
 ) -> None:
     """`_clean` on Spark: executors read the raw file and write the lake; no rows come back."""
-    from fraud_assets.cleaning.spark_engine import clean_batch_spark, first_line
+    from fraud_assets.batch.spark_clean import clean_batch_spark, first_line
 
     batch_id = outcome.batch_id
     try:
@@ -391,7 +416,7 @@ def _terminal_check(config: RangeConfig) -> str:
 def _featurise(
     outcomes: list[BatchOutcome], lake: Lake, config: RangeConfig, cleans: dict[str, pl.DataFrame]
 ) -> dict[str, pl.DataFrame]:
-    from fraud_assets.schemas import TransactionFeatures, failures
+    from fraud_assets.batch.schemas import TransactionFeatures, failures
 
     ready = [o for o in outcomes if o.ok]
     if not ready:
@@ -427,8 +452,8 @@ def _featurise(
 
 
 def _featurise_spark(ready: list[BatchOutcome], lake: Lake, config: RangeConfig) -> None:
-    from fraud_assets.features.spark_batches import features_into_lake_spark
-    from fraud_assets.pipeline import history_problem
+    from fraud_assets.batch.pipeline import history_problem
+    from fraud_assets.batch.spark_features import features_into_lake_spark
 
     known = lake.coverage()
     todo = []

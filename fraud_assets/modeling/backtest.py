@@ -8,7 +8,7 @@ Cards already known compromised are left out of each test day's metrics: on the 
 the bank knows the labels of days up to t - 1 - delay_days, so a card with a fraud on one of those
 days (anywhere in the data, not only in the training window) is blocked and the model gets no
 credit for flagging it again. The set grows day by day through the test period; card
-precision@k then also drops, per day, the cards caught on earlier test days (DESIGN.md §4).
+precision@k then also drops, per day, the cards caught on earlier test days (docs/models.md).
 Predictions are still returned for every test row.
 """
 

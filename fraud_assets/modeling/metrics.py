@@ -1,4 +1,4 @@
-"""Fraud-detection metrics of DESIGN.md §4 on plain arrays (no Dagster, no MLflow).
+"""Fraud-detection metrics of docs/models.md on plain arrays (no Dagster, no MLflow).
 
 Ranking metrics (AUC ROC, average precision, card precision@k) judge the score itself; threshold
 metrics and expected money judge the operating point that travels with the model. Every function
@@ -80,7 +80,7 @@ def _series(name: str, values: Any) -> pl.Series:
 def card_precision_at_k(
     day: ArrayLike, card: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int = 100
 ) -> float:
-    """Card precision@k (DESIGN.md §4): the share of frauds among the k cards analysts can check
+    """Card precision@k (docs/models.md): the share of frauds among the k cards analysts can check
     per day, averaged over days.
 
     Analysts review cards, not transactions, and a compromised card is blocked once caught, so:
@@ -200,7 +200,7 @@ def summary(
     k: int = 100,
     cost_per_alert: float = COST_PER_ALERT,
 ) -> dict[str, float]:
-    """Every metric of §4 in one flat dict of floats, ready to log.
+    """Every metric of docs/models.md in one flat dict of floats, ready to log.
 
     Card precision needs both `day` and `card`, money needs `amount`; those are left out when
     their inputs are None. Keys: n_rows, fraud_rate, auc_roc, average_precision,

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-MASTER_ENV = "FRAUD_SPARK_MASTER"
-DRIVER_MEMORY_ENV = "FRAUD_SPARK_DRIVER_MEMORY"
-DEFAULT_MASTER = "local[2]"
-
 
 def spark_master(master: str | None = None) -> str:
-    return master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
+    """`master`, else FRAUD_SPARK_MASTER (fraud_assets/settings.py), else local[2]."""
+    from fraud_assets.settings import platform_settings
+
+    return master or platform_settings().spark_master
 
 
 def spark_config(master: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -35,7 +34,7 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         "spark.app.name": "fraud-platform",
         # Naive timestamps are wall clock: the engines read them in UTC, whatever the host's zone.
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.memory": os.environ.get(DRIVER_MEMORY_ENV, "1g"),
+        "spark.driver.memory": _settings().spark_driver_memory,
         "spark.ui.showConsoleProgress": "false",
         # Few, larger shuffle partitions: adaptive execution splits them when they are big.
         "spark.sql.shuffle.partitions": "8",
@@ -50,6 +49,12 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
     config.update(s3a_config())
     config.update(extra or {})
     return config
+
+
+def _settings():  # noqa: ANN202 - PlatformSettings
+    from fraud_assets.settings import platform_settings
+
+    return platform_settings()
 
 
 def s3a_config() -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
-from fraud_assets.schemas import Failure, TableSchema, find_failures
+from fraud_assets.batch.schemas import Failure, TableSchema, find_failures
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

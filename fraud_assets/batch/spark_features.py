@@ -74,8 +74,8 @@ def features_into_lake_spark(
     known: dict[str, BatchCoverage],
 ) -> dict[str, SparkFeatures | MissingHistoryError]:
     """Compute and commit the features of `ready` batches (their history checked already)."""
-    from fraud_assets.schemas import TransactionFeatures
-    from fraud_assets.spark_checks import spark_failures_by
+    from fraud_assets.batch.schemas import TransactionFeatures
+    from fraud_assets.batch.spark_checks import spark_failures_by
 
     first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
         days=LOOKBACK_DAYS

@@ -363,8 +363,8 @@ def _commit(
     origin: dt.date,
     raw_rows: int,
 ) -> SparkCleanResult:
-    from fraud_assets.schemas import clean_transactions_schema
-    from fraud_assets.spark_checks import spark_failures
+    from fraud_assets.batch.schemas import clean_transactions_schema
+    from fraud_assets.batch.spark_checks import spark_failures
 
     spark = clean.sparkSession
     sweep(lake, CLEAN, batch_id)
@@ -435,8 +435,8 @@ def _commit_quarantine(
     folder: str,  # noqa: ANN001
 ) -> list[str]:
     """The pseudonymised quarantine and its raw lines (restricted zone), one file each."""
-    from fraud_assets.schemas import QuarantinedTransactions
-    from fraud_assets.spark_checks import spark_failures
+    from fraud_assets.batch.schemas import QuarantinedTransactions
+    from fraud_assets.batch.spark_checks import spark_failures
 
     if rows == 0 or lake.quarantine_key is not None:
         # An empty quarantine is still a file; an encrypted restricted zone is written by the
@@ -447,7 +447,7 @@ def _commit_quarantine(
             else pl.DataFrame(schema=QUARANTINE_SCHEMA)
         )
         commit.quarantine(frame)
-        from fraud_assets.schemas import failures
+        from fraud_assets.batch.schemas import failures
 
         return failures(QuarantinedTransactions, frame)
     one = quarantine.repartition(1).sortWithinPartitions("line_no").persist()
