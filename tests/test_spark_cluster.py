@@ -20,7 +20,7 @@ import pytest
 from fraud_assets.batch.local import find_batches
 from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
 from fraud_assets.cleaning.terminal_registry import parse_registry
-from fraud_assets.defs.ingest import BATCH_ASSETS, CLEAN, FEATURES, QUARANTINE
+from fraud_assets.defs.keys import BATCH_ASSETS, CLEAN, FEATURES, QUARANTINE
 from fraud_assets.dev.spark_cluster import StandaloneCluster
 from fraud_assets.lake import STAGES, TABLES, Lake
 from fraud_assets.lake.filesystems import filesystem_for
@@ -28,7 +28,7 @@ from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from tests.support import platform_resources, write_days
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.dagster]
 
 KEY = b"test-key"
 
