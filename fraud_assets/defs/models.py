@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, TRAINING_POOL, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, TRAINING_POOL, tags
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
@@ -33,7 +33,7 @@ def latest_features(lake: "Lake", days: int) -> "tuple[pl.DataFrame, dt.date]":
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
     kinds={"catboost", "mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("models", "none"),
     code_version=CODE_VERSIONS["challenger_model"],
     pool=TRAINING_POOL,
@@ -100,7 +100,7 @@ _HEADLINE = ("auc_roc", "average_precision", "card_precision_at_100", "recall", 
     deps=[challenger_model],
     group_name="models",
     kinds={"mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("models", "none"),
     code_version=CODE_VERSIONS["champion_review"],
     pool=TRAINING_POOL,
