@@ -13,7 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from fraud_assets.features.spec import CUSTOMER_FEATURES, NIGHT_LAST_HOUR, TERMINAL_FEATURES
+from fraud_assets.features.spec import (
+    CUSTOMER_FEATURES,
+    NIGHT_LAST_HOUR,
+    RATIO_WINDOWS_DAYS,
+    TERMINAL_FEATURES,
+)
 from fraud_assets.features.windows import customer_windows, terminal_windows
 
 
@@ -31,7 +36,10 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
         tx_during_night=(pl.col("tx_datetime").dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8),
         **{name: columns[name] for name in CUSTOMER_FEATURES + TERMINAL_FEATURES},
     ).with_columns(
-        customer_amount_ratio_30d=pl.col("tx_amount") / pl.col("customer_avg_amount_30d")
+        **{
+            f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
+            for w in RATIO_WINDOWS_DAYS
+        }
     )
 
 

@@ -72,6 +72,7 @@ from fraud_assets.features.spec import (
     FEATURE_COLUMNS,
     LABEL_DELAY_DAYS,
     NIGHT_LAST_HOUR,
+    RATIO_WINDOWS_DAYS,
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
 )
@@ -190,7 +191,11 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
         count, frauds = windows.terminal_counts[i], windows.terminal_frauds[i]
         out[f"terminal_nb_tx_{w}d"] = count
         out[f"terminal_risk_{w}d"] = frauds / count if count else 0.0
-    out["customer_amount_ratio_30d"] = tx.tx_amount / out["customer_avg_amount_30d"]
+    # Model features derived from the ones above (issue 20): same operations, same order as
+    # features.polars_engine, so the doubles are identical.
+    out["tx_amount"] = tx.tx_amount
+    for w in RATIO_WINDOWS_DAYS:
+        out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
 
