@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:  # MLflow and CatBoost load where they are used, not with the code location
+    from fraud_assets.modeling.performance import DecayRule
     from fraud_assets.modeling.registry import ModelRegistry
     from fraud_assets.modeling.review import ReviewConfig
     from fraud_assets.modeling.training import TrainingConfig
@@ -66,6 +67,15 @@ class ModelTraining(dg.ConfigurableResource):
     retrain_drift_share: float = Field(
         default=0.5, description="Retrain when a batch's share of drifted columns reaches this"
     )
+    decay_metric: str = Field(
+        default="average_precision", description="Champion performance metric watched for decay"
+    )
+    decay_max_drop: float = Field(
+        default=0.10, description="Decay: the metric this far below the champion's validation"
+    )
+    decay_sustained: int = Field(
+        default=2, description="Decay must last this many labelled batches in a row"
+    )
 
     def training(self) -> TrainingConfig:
         from fraud_assets.modeling.training import TrainingConfig
@@ -82,6 +92,11 @@ class ModelTraining(dg.ConfigurableResource):
             max_fpr=self.max_fpr,
             seed=self.seed,
         )
+
+    def decay_rule(self) -> DecayRule:
+        from fraud_assets.modeling.performance import DecayRule
+
+        return DecayRule(self.decay_metric, self.decay_max_drop, self.decay_sustained)
 
     def review(self) -> ReviewConfig:
         from fraud_assets.modeling.review import ReviewConfig

@@ -155,13 +155,13 @@ def test_strict_card_precision_drops_card_caught_on_an_earlier_day():
 
 def test_strict_card_precision_divides_by_k_even_when_fewer_cards_remain():
     # k=2. Day 1: A, B → 1 fraud → 1/2. Day 2: B, C → 1 fraud → 1/2. Mean 1/2.
-    assert card_precision_at_k_strict(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2) == pytest.approx(
-        0.5
-    )
+    assert card_precision_at_k_strict(
+        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2
+    ) == pytest.approx(0.5)
     # k=3. Day 1: 3 cards, 1 fraud → 1/3. Day 2: only B and C remain, 1 fraud → still 1/3.
-    assert card_precision_at_k_strict(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3) == pytest.approx(
-        1 / 3
-    )
+    assert card_precision_at_k_strict(
+        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3
+    ) == pytest.approx(1 / 3)
 
 
 def test_strict_card_precision_accepts_int_day_indices_and_object_date_arrays():
@@ -190,7 +190,9 @@ def test_strict_card_precision_keeps_a_caught_card_out_on_all_later_days():
 
 def test_strict_card_precision_counts_a_day_whose_cards_were_all_caught_as_zero():
     # Day 0: A fraud → 1/1. Day 1: only A, which is dropped → 0. Mean 1/2.
-    assert card_precision_at_k_strict([0, 1], ["A", "A"], [1, 1], [0.9, 0.9], k=1) == pytest.approx(0.5)
+    assert card_precision_at_k_strict([0, 1], ["A", "A"], [1, 1], [0.9, 0.9], k=1) == pytest.approx(
+        0.5
+    )
 
 
 def test_strict_card_precision_shares_the_last_places_among_tied_cards():
@@ -207,7 +209,10 @@ def test_strict_card_precision_shares_the_last_places_among_tied_cards():
 
 def test_strict_card_precision_ignores_frauds_ranked_below_k():
     # k=1: the legit .9 card is checked; the frauds at .5 and .1 are below the cut → 0/1.
-    assert card_precision_at_k_strict([0, 0, 0], ["a", "b", "c"], [0, 1, 1], [0.9, 0.5, 0.1], k=1) == 0.0
+    assert (
+        card_precision_at_k_strict([0, 0, 0], ["a", "b", "c"], [0, 1, 1], [0.9, 0.5, 0.1], k=1)
+        == 0.0
+    )
 
 
 def _strict_card_precision_reference(day, card, y, score, k):

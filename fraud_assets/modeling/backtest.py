@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from fraud_assets.modeling.metrics import scenario_recall as metrics_scenario_recall
 from fraud_assets.modeling.metrics import summary
 from fraud_assets.modeling.training import (
     DAY,
@@ -52,7 +53,6 @@ recall, at the model's threshold, of each fraud scenario of the simulator (1: am
 2: compromised terminal, 3: compromised card, amounts ×5), when `tx_fraud_scenario` is present."""
 
 HANDBOOK_KNOWN_DAYS = 7
-SCENARIOS = (1, 2, 3)
 
 
 @dataclass
@@ -160,17 +160,12 @@ def backtest(
 
 
 def scenario_recall(scored: pl.DataFrame, threshold: float) -> dict[str, float]:
-    """recall_scenario_{s}: the share of scenario-s frauds scored at or above the threshold
-    (NaN when the rows hold none); nothing when `tx_fraud_scenario` is absent."""
+    """`metrics.scenario_recall` of a frame with `score` and (maybe) `tx_fraud_scenario`."""
     if "tx_fraud_scenario" not in scored.columns:
         return {}
-    out = {}
-    for s in SCENARIOS:
-        hits = scored.filter(pl.col("tx_fraud_scenario") == s)["score"]
-        out[f"recall_scenario_{s}"] = (
-            float((hits >= threshold).mean()) if hits.len() else math.nan  # type: ignore[arg-type]
-        )
-    return out
+    return metrics_scenario_recall(
+        scored["tx_fraud_scenario"].to_numpy(), scored["score"].to_numpy(), threshold
+    )
 
 
 def mean_and_spread(runs: list[dict[str, float]]) -> dict[str, tuple[float, float]]:

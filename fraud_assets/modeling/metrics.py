@@ -254,6 +254,26 @@ def expected_money(
     }
 
 
+SCENARIOS = (1, 2, 3)
+"""The simulator's fraud scenarios: 1 amount above 220, 2 compromised terminal (every
+transaction there for 28 days), 3 compromised card (a third of its amounts × 5 for 14 days)."""
+
+
+def scenario_recall(scenario: ArrayLike, score: ArrayLike, threshold: float) -> dict[str, float]:
+    """recall_scenario_{s}: the share of scenario-s frauds scored at or above `threshold`; NaN
+    when there are none. `scenario` holds 0 for genuine rows, else the scenario number."""
+    sc = np.asarray(scenario)
+    s = as_scores(score, sc.size)
+    out = {}
+    for number in SCENARIOS:
+        chosen = sc == number
+        n = int(np.count_nonzero(chosen))
+        out[f"recall_scenario_{number}"] = (
+            float(np.count_nonzero(s[chosen] >= threshold)) / n if n else math.nan
+        )
+    return out
+
+
 def summary(
     y_true: ArrayLike,
     score: ArrayLike,
@@ -268,8 +288,9 @@ def summary(
 
     Card precision needs both `day` and `card`, money needs `amount`; those are left out when
     their inputs are None. Keys: n_rows, fraud_rate, auc_roc, average_precision,
-    card_precision_at_{k} (handbook definition), card_precision_at_{k}_strict, threshold, precision, recall, f1, fpr, f_beta, tp, fp, tn, fn,
-    money_saved, money_lost, money_alerts, money_alert_cost, money_net.
+    card_precision_at_{k} (handbook definition), card_precision_at_{k}_strict, threshold,
+    precision, recall, f1, fpr, f_beta, tp, fp, tn, fn, money_saved, money_lost, money_alerts,
+    money_alert_cost, money_net.
     """
     y = as_labels(y_true)
     s = as_scores(score, y.size)
