@@ -56,6 +56,8 @@ class ModelTraining(dg.ConfigurableResource):
     iterations: int = Field(default=500, description="CatBoost iterations (early stopping on)")
     learning_rate: float = 0.1
     depth: int = 6
+    border_count: int = Field(default=254, description="CatBoost histogram bins per feature")
+    l2_leaf_reg: float = Field(default=3.0, description="CatBoost L2 regularisation of leaves")
     threshold_policy: str = Field(
         default="max_recall_at_fpr", description="max_recall_at_fpr | max_expected_money"
     )
@@ -76,6 +78,9 @@ class ModelTraining(dg.ConfigurableResource):
     decay_sustained: int = Field(
         default=2, description="Decay must last this many labelled batches in a row"
     )
+    decay_floor: float | None = Field(
+        default=None, description="Decay also when the metric falls below this absolute value"
+    )
 
     def training(self) -> TrainingConfig:
         from fraud_assets.modeling.training import TrainingConfig
@@ -88,6 +93,8 @@ class ModelTraining(dg.ConfigurableResource):
             iterations=self.iterations,
             learning_rate=self.learning_rate,
             depth=self.depth,
+            border_count=self.border_count,
+            l2_leaf_reg=self.l2_leaf_reg,
             threshold_policy=self.threshold_policy,
             max_fpr=self.max_fpr,
             seed=self.seed,
@@ -96,7 +103,9 @@ class ModelTraining(dg.ConfigurableResource):
     def decay_rule(self) -> DecayRule:
         from fraud_assets.modeling.performance import DecayRule
 
-        return DecayRule(self.decay_metric, self.decay_max_drop, self.decay_sustained)
+        return DecayRule(
+            self.decay_metric, self.decay_max_drop, self.decay_sustained, self.decay_floor
+        )
 
     def review(self) -> ReviewConfig:
         from fraud_assets.modeling.review import ReviewConfig

@@ -316,3 +316,11 @@ train_and_review_job = dg.define_asset_job(
     description="Train a challenger on the newest feature window, then review it against the "
     "champion (promote only when significantly better).",
 )
+
+
+model_selection_job = dg.define_asset_job(
+    "select_model",
+    selection=dg.AssetSelection.assets(model_selection),
+    description="Search training settings by prequential validation within the time budget; "
+    "the next challenger_model trains with the winner's.",
+)

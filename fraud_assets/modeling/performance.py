@@ -65,6 +65,8 @@ class DecayRule:
     metric: str = "average_precision"
     max_drop: float = 0.10
     sustained: int = 2
+    floor: float | None = None
+    """Also decay when the metric is below this absolute value (None: no floor)."""
 
     def __post_init__(self) -> None:
         if self.sustained < 1 or self.max_drop < 0:
@@ -79,16 +81,21 @@ def decay_reason(
     recent = history[-rule.sustained :]
     if len(recent) < rule.sustained:
         return None
-    below = [
-        (batch, value, ref)
-        for batch, value, ref in recent
-        if not math.isnan(value) and not math.isnan(ref) and value < ref - rule.max_drop
-    ]
+    below = [(batch, value, ref) for batch, value, ref in recent if _decayed(value, ref, rule)]
     if len(below) < rule.sustained:
         return None
     shown = ", ".join(f"{b} {v:.3f}" for b, v, _ in below)
+    floor = f" or below the floor {rule.floor}" if rule.floor is not None else ""
     return (
-        f"performance decay: champion {rule.metric} below its validation value "
-        f"{below[-1][2]:.3f} by more than {rule.max_drop} in {rule.sustained} batches in a row "
-        f"({shown})"
+        f"performance decay: champion {rule.metric} more than {rule.max_drop} below its "
+        f"validation value {below[-1][2]:.3f}{floor} in {rule.sustained} labelled batches in a "
+        f"row ({shown})"
     )
+
+
+def _decayed(value: float, reference: float, rule: DecayRule) -> bool:
+    if math.isnan(value):  # no fraud in the batch: nothing to judge, so no evidence of decay
+        return False
+    if rule.floor is not None and value < rule.floor:
+        return True
+    return not math.isnan(reference) and value < reference - rule.max_drop
