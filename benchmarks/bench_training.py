@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 def main() -> None:
     import bench_backtest
+
     from fraud_assets.modeling.training import TrainingConfig, train_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
