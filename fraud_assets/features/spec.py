@@ -15,6 +15,10 @@ Terminal risk, delay d = LABEL_DELAY_DAYS:
 tx_during_weekend: Saturday or Sunday; tx_during_night: hour <= 6.
 tx_amount: the amount itself, a model input as it is.
 customer_amount_ratio_{w}d, w in RATIO_WINDOWS_DAYS: tx_amount / customer_avg_amount_{w}d.
+terminal_fraud_run_days: among the terminal's transactions with time in (t - (d+R)*86400,
+    t - d*86400], R = RUN_WINDOW_DAYS, in (time, id) order: when the last of them is a fraud,
+    (t - s) / 86400 with s the time of the first of the unbroken run of frauds that ends with it
+    (cut at the window's start); 0.0 when the last is genuine or there are none.
 """
 
 from __future__ import annotations
@@ -44,4 +48,9 @@ AMOUNT_FEATURES = ["tx_amount"]
 RATIO_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
 EXTRA_FEATURES = [f"customer_amount_ratio_{w}d" for w in RATIO_WINDOWS_DAYS]
 
-FEATURE_COLUMNS = AMOUNT_FEATURES + BASELINE_FEATURES + EXTRA_FEATURES
+# A compromised terminal produces frauds for a while and is then repaired: how long its known
+# frauds have run tells a terminal still compromised from one whose run is over (or a one-off).
+RUN_WINDOW_DAYS = max(WINDOWS_DAYS)
+TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days"]
+
+FEATURE_COLUMNS = AMOUNT_FEATURES + BASELINE_FEATURES + EXTRA_FEATURES + TERMINAL_RUN_FEATURES

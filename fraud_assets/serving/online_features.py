@@ -73,6 +73,7 @@ from fraud_assets.features.spec import (
     LABEL_DELAY_DAYS,
     NIGHT_LAST_HOUR,
     RATIO_WINDOWS_DAYS,
+    RUN_WINDOW_DAYS,
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
 )
@@ -81,6 +82,7 @@ CUSTOMER_RETENTION_SECONDS = max(WINDOWS_DAYS) * SECONDS_PER_DAY
 TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PER_DAY
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
+_RUN_SECONDS = RUN_WINDOW_DAYS * SECONDS_PER_DAY
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
 DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
 SNAPSHOT_COLUMNS = (
@@ -176,6 +178,7 @@ class _Windows:
     customer_sums: tuple[float, ...]
     terminal_counts: tuple[int, ...]
     terminal_frauds: tuple[int, ...]
+    terminal_run_seconds: int = 0  # t - start of the terminal's newest known fraud run, or 0
 
 
 def _assemble(tx: Transaction, windows: _Windows) -> Features:
@@ -196,6 +199,7 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
     out["tx_amount"] = tx.tx_amount
     for w in RATIO_WINDOWS_DAYS:
         out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
+    out["terminal_fraud_run_days"] = windows.terminal_run_seconds / SECONDS_PER_DAY
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
 
@@ -343,6 +347,21 @@ def _after(rows: list, seconds: int) -> int:
     return bisect_right(rows, (seconds, math.inf))
 
 
+def _fraud_run_seconds(txs: list, frauds: list, end: int, bounds: _Bounds, t: int) -> int:
+    """terminal_fraud_run_days in seconds: walk back from the newest known entry (txs[end - 1])
+    over frauds, inside the run window; 0 when the newest known one is genuine or absent."""
+    low = _after(txs, bounds.terminal_upto - _RUN_SECONDS)
+    start = None
+    i = end - 1
+    while i >= low:
+        j = bisect_left(frauds, txs[i])
+        if j == len(frauds) or frauds[j] != txs[i]:
+            break
+        start = txs[i][0]
+        i -= 1
+    return 0 if start is None else t - start
+
+
 class InMemoryFeatureStore(OnlineFeatureStore):
     """Sorted Python lists per customer and terminal, behind one lock. The embedded default."""
 
@@ -395,6 +414,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             )
             t_counts = tuple(tx_end - _after(txs, a) for a in bounds.terminal_after)
             t_frauds = tuple(fraud_end - _after(frauds, a) for a in bounds.terminal_after)
+            run_seconds = _fraud_run_seconds(txs, frauds, tx_end, bounds, t)
             _insert(txs, (t, tid))
             cutoff = base - self.terminal_retention
             for lst in (txs, frauds):
@@ -402,7 +422,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 if cut:
                     del lst[:cut]
             self._prune_ids(cutoff)
-        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds)
+        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds)
 
     def _remember(self, tx: Transaction) -> None:
         self._versions[tx.transaction_id] = tx
@@ -493,7 +513,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
 # ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
 #       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
 #       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
-#       13+2n late grace.
+#       13+2n late grace, 14+2n lower edge of the terminal's fraud-run window.
 # Replies: {"version", <stored version>} when the id is held with another version (the caller
 # scores that one instead); {"future"|"stale", clock} when the time guard refuses; otherwise
 # {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>" scored by time:
@@ -550,6 +570,22 @@ for i = 1, n do
   out[#out + 1] = redis.call('ZCOUNT', KEYS[2], low, ARGV[10])
   out[#out + 1] = redis.call('ZCOUNT', KEYS[3], low, ARGV[10])
 end
+-- terminal_fraud_run_days: the known entries of the run window in (time, id) order (ids
+-- compared as numbers: shorter decimal string first), walked back over frauds.
+local known = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[14 + 2 * n], ARGV[10], 'WITHSCORES')
+local entries = {}
+for j = 1, #known, 2 do entries[#entries + 1] = {tonumber(known[j + 1]), known[j]} end
+table.sort(entries, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  if #a[2] ~= #b[2] then return #a[2] < #b[2] end
+  return a[2] < b[2]
+end)
+local run_start = nil
+for j = #entries, 1, -1 do
+  if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
+  run_start = entries[j][1]
+end
+out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 local ccut = base - tonumber(ARGV[5])
 local tcut = base - tonumber(ARGV[6])
@@ -724,6 +760,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             *bounds.customer_after,
             *bounds.terminal_after,
             self.late_grace_seconds,
+            bounds.terminal_upto - _RUN_SECONDS,
         ]
         return {"keys": self._keys(tx.customer_id, tx.terminal_id), "args": args}
 
@@ -735,6 +772,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             customer_sums=tuple(float(reply[2 * i + 1]) for i in range(n)),
             terminal_counts=tuple(int(reply[2 * n + 2 * i]) for i in range(n)),
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
+            terminal_run_seconds=int(reply[4 * n]),
         )
 
     def seen(self, transaction_id: int) -> Transaction | None:
