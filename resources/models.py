@@ -53,10 +53,10 @@ class ModelTraining(dg.ConfigurableResource):
     )
     delay_days: int = Field(default=7, description="Label delay: newer days have no labels yet")
     imbalance: str = Field(default="none", description="none | class_weights | focal")
-    iterations: int = Field(default=500, description="CatBoost iterations (early stopping on)")
-    learning_rate: float = 0.1
+    iterations: int = Field(default=250, description="CatBoost iterations (early stopping on)")
+    learning_rate: float = 0.2
     depth: int = 6
-    border_count: int = Field(default=254, description="CatBoost histogram bins per feature")
+    border_count: int = Field(default=64, description="CatBoost histogram bins per feature")
     l2_leaf_reg: float = Field(default=3.0, description="CatBoost L2 regularisation of leaves")
     threshold_policy: str = Field(
         default="max_recall_at_fpr", description="max_recall_at_fpr | max_expected_money"
