@@ -18,7 +18,7 @@ D, R = LABEL_DELAY_DAYS * DAY, RUN_WINDOW_DAYS * DAY
 def reference_run_days(rows: list[tuple], tx: tuple) -> float:
     """spec, literally: the terminal's rows in (t - D - R, t - D] in (time, id) order; if the
     last is a fraud, walk back over the unbroken frauds to the first; else 0."""
-    tid, t, _, terminal = tx[0], tx[1], tx[2], tx[3]
+    t, terminal = tx[1], tx[3]
     known = sorted(
         (r[1], r[0], r[5]) for r in rows if r[3] == terminal and t - D - R < r[1] <= t - D
     )

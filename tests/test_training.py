@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import datetime as dt
+import math
 
 import numpy as np
 import polars as pl
