@@ -76,7 +76,8 @@ def main() -> None:
         print(
             f"| {name} | {trained.window.rows:,} | {config.threads} | {config.border_count} | "
             f"{config.learning_rate} | {config.iterations} ({trained.best_iteration}) | "
-            f"{seconds:.1f} | {cpu:.1f} | {m['auc_roc']:.4f} | {m['average_precision']:.4f} | {load:.1f} |",
+            f"{seconds:.1f} | {cpu:.1f} | {m['auc_roc']:.4f} | {m['average_precision']:.4f} | "
+            f"{load:.1f} |",
             flush=True,
         )
 
