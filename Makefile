@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA ?= $(CURDIR)/data
 
-.PHONY: install browser demo test ui lint bench clean
+.PHONY: install browser demo test test-fast ui lint bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard fraud_assets/*/*.pyx)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,9 +21,13 @@ demo: $(STAMP) ## run the platform end to end on embedded defaults
 browser: ## Debian's Chromium for the browser tests (Playwright drives it; no browser download)
 	@command -v chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-test: $(STAMP) browser ## lint, then the test suite (uses the local PostgreSQL, Redis and Chromium)
+test: $(STAMP) browser ## lint, then the whole test suite, as CI runs it (PostgreSQL, Redis, Chromium)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+test-fast: $(STAMP) ## unit and property tests only (no browser, Spark, outage, Dagster runs or slow groups)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest --fast -q
 
 ui: $(STAMP) ## Dagster UI on the demo's instance, http://127.0.0.1:3000
 	@$(PY) -m fraud_assets.dev.instance $(DATA)/dagster_home >/dev/null

@@ -39,13 +39,13 @@ TARGET = {"auc_roc": 0.89, "average_precision": 0.75, "card_precision_at_100": 0
 
 def feature_table(seed: int) -> pl.DataFrame:
     """The reference run of `seed`, cleaned and featurised (cached as one Parquet file)."""
+    from fraud_assets.batch.pipeline import clean_into_lake
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.features.polars_engine import compute_features
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
 

@@ -32,8 +32,8 @@ BATCH_ID = "2030-01-01"
 
 
 def build_batch(size: str) -> Path:
-    from fraud_assets.filesystems import filesystem_for
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.lake.filesystems import filesystem_for
+    from fraud_assets.rawdata.format import HEADER_LINE
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
 
@@ -58,10 +58,10 @@ def build_batch(size: str) -> Path:
 def measure(size: str, engine: str, lake_dir: str) -> dict:
     import datetime as dt
 
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
 
     source = build_batch(size)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 CONFIGS = {
-    # DESIGN.md §3.5 reference run: ≈ 1.75 M transactions.
+    # The reference run of docs/simulator.md: ≈ 1.75 M transactions.
     "reference": dict(customers=5_000, terminals=10_000, days=183),
     # Twice the days: peak memory should not move (generation streams day by day).
     "reference x2 days": dict(customers=5_000, terminals=10_000, days=366),
@@ -30,7 +30,7 @@ CONFIGS = {
 
 
 def run_one(config: dict) -> dict:
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
 

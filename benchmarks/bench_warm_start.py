@@ -30,15 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fraud_assets.batch.pipeline import clean_into_lake  # noqa: E402
 from fraud_assets.cleaning import CleaningConfig  # noqa: E402
-from fraud_assets.filesystems import filesystem_for  # noqa: E402
 from fraud_assets.lake import Lake  # noqa: E402
+from fraud_assets.lake.filesystems import filesystem_for  # noqa: E402
 from fraud_assets.online_state.publish import (  # noqa: E402
     newest_batches,
     publish_batches,
     warm_start,
 )
-from fraud_assets.pipeline import clean_into_lake  # noqa: E402
 from fraud_assets.privacy import Pseudonymizer  # noqa: E402
 from fraud_assets.serving.online_features import (  # noqa: E402
     InMemoryFeatureStore,

@@ -1,5 +1,8 @@
 """The one place that chooses resources per environment (FRAUD_ENV: dev, the default, or prod).
 
+What the environment says is read through `fraud_assets.settings` (no Dagster there): this
+module only turns it into resources. The CLI and the services read the settings directly.
+
 Secrets (the pseudonymisation key, a tracking URI that may carry a password) reach resources as
 `dg.EnvVar`: the code location's snapshot, which the Dagster UI shows, holds the variable's name,
 never its value (docs/secrets.md lists them all).
@@ -8,62 +11,46 @@ never its value (docs/secrets.md lists them all).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
+from fraud_assets.settings import (
+    Environment,
+    FeatureEngineName,
+    PlatformSettings,
+    platform_settings,
+    secret_settings,
+)
 from resources.models import ModelStore, ModelTraining
 from resources.online import OnlineStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
 
-def data_dir() -> Path:
-    """Root of the embedded defaults: landing zone, lake and Dagster home live below it."""
-    return Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve()
-
-
-def landing_url() -> str:
-    return os.environ.get("FRAUD_LANDING_URL") or str(data_dir() / "landing")
-
-
-def lake_url() -> str:
-    return os.environ.get("FRAUD_LAKE_URL") or str(data_dir() / "lake")
-
-
-def model_store(for_definitions: bool = False) -> ModelStore:
+def model_store(settings: PlatformSettings, for_definitions: bool = False) -> ModelStore:
     """FRAUD_MLFLOW_TRACKING_URI, else a SQLite file and artifact folder under the data dir.
 
     `for_definitions`: the URI (`postgresql://user:password@…` perhaps) is referenced as an
-    EnvVar, resolved only inside runs; command-line tools, which show no snapshot, get the value.
+    EnvVar, resolved only inside runs.
     """
-    uri = os.environ.get("FRAUD_MLFLOW_TRACKING_URI")
-    if uri:
-        return ModelStore(
-            tracking_uri=dg.EnvVar("FRAUD_MLFLOW_TRACKING_URI") if for_definitions else uri,
-            artifact_location=os.environ.get("FRAUD_MLFLOW_ARTIFACTS"),
-        )
-    folder = data_dir() / "mlflow"
-    return ModelStore(
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-        artifact_location=str(folder / "artifacts"),
-    )
+    uri = settings.tracking_uri
+    if settings.mlflow_tracking_uri and for_definitions:
+        uri = dg.EnvVar("FRAUD_MLFLOW_TRACKING_URI")
+    return ModelStore(tracking_uri=uri, artifact_location=settings.artifact_location)
 
 
-def model_training() -> ModelTraining:
+def model_training(settings: PlatformSettings) -> ModelTraining:
     """FRAUD_TRAINING_WINDOW_DAYS shortens the training window (the demo's few weeks of data)."""
-    window = os.environ.get("FRAUD_TRAINING_WINDOW_DAYS")
-    return ModelTraining(window_days=int(window)) if window else ModelTraining()
+    window = settings.training_window_days
+    return ModelTraining(window_days=window) if window else ModelTraining()
 
 
-def feature_engine() -> FeatureEngine:
-    engine = os.environ.get("FRAUD_FEATURE_ENGINE", "polars")
-    if engine != "spark":
-        return FeatureEngine(engine=engine)
+def feature_engine(settings: PlatformSettings) -> FeatureEngine:
+    if settings.feature_engine is not FeatureEngineName.SPARK:
+        return FeatureEngine(engine=settings.feature_engine.value)
     from resources.spark import SparkFeatureEngine, local_spark  # pyspark only when asked for
 
-    master = os.environ.get("FRAUD_SPARK_MASTER", "local[2]")
-    return SparkFeatureEngine(pyspark=local_spark(master))
+    return SparkFeatureEngine(pyspark=local_spark(settings.spark_master))
 
 
 _AWS_SECRETS = {
@@ -73,21 +60,23 @@ _AWS_SECRETS = {
 }
 
 
-def online_store() -> OnlineStore:
+def online_store(settings: PlatformSettings) -> OnlineStore:
     """FRAUD_REDIS_URL (through dg.EnvVar: a URL may hold a password) and the label log."""
     options = {
-        "label_log_dir": os.environ.get("FRAUD_LABEL_LOG_DIR") or str(data_dir() / "label_log"),
-        "prefix": os.environ.get("FRAUD_REDIS_PREFIX", "fraud:"),
-        "origin_date": os.environ.get("FRAUD_ORIGIN_DATE") or "2018-04-01",
+        "label_log_dir": str(settings.label_log),
+        "prefix": settings.redis_prefix,
+        "origin_date": settings.origin_date.isoformat(),
     }
-    if os.environ.get("FRAUD_REDIS_URL", "").strip():
+    if settings.redis_url:
         return OnlineStore(redis_url=dg.EnvVar("FRAUD_REDIS_URL"), **options)
     return OnlineStore(**options)
 
 
-def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeStore]:
+def _locations(
+    settings: PlatformSettings, s3_settings: dict[str, str | None]
+) -> tuple[LandingZone, LakeStore]:
     """Landing zone and lake; S3 URLs get dagster-aws's S3 settings (imported only then)."""
-    landing, lake = landing_url(), lake_url()
+    landing, lake = settings.landing, settings.lake
     if not any(u.startswith(("s3://", "s3a://")) for u in (landing, lake)):
         return LandingZone(url=landing), LakeStore(url=lake)
     from dagster_aws.s3 import S3Resource
@@ -108,44 +97,29 @@ def _locations(s3_settings: dict[str, str | None]) -> tuple[LandingZone, LakeSto
 
 
 def build_resources(env: str | None = None) -> dict[str, object]:
-    env = env or os.environ.get("FRAUD_ENV", "dev")
-    if env == "dev":
-        zone, store = _locations({})
-        return {
-            "landing_zone": zone,
-            "lake": store,
-            "pseudonym_key": PseudonymKey(),
-            "feature_engine": feature_engine(),
-            "models": model_store(for_definitions=True),
-            "model_training": model_training(),
-            "online_store": online_store(),
-        }
-    if env == "prod":
-        if not os.environ.get("FRAUD_LANDING_URL"):
-            raise RuntimeError(
-                "FRAUD_ENV=prod needs FRAUD_LANDING_URL (s3://…, hdfs://…, or a path)"
-            )
+    settings = platform_settings()
+    try:
+        env = Environment(env or settings.env)
+    except ValueError:
+        raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'") from None
+    if env is Environment.DEV:
+        zone, store = _locations(settings, {})
+        key = PseudonymKey()
+    else:
+        missing = settings.missing_for_prod(secret_settings())
+        if missing:
+            raise RuntimeError("FRAUD_ENV=prod needs " + "; ".join(missing))
         zone, store = _locations(
-            {
-                "endpoint_url": os.environ.get("FRAUD_S3_ENDPOINT_URL"),
-                "region_name": os.environ.get("AWS_REGION"),
-            }
+            settings,
+            {"endpoint_url": settings.s3_endpoint_url, "region_name": os.environ.get("AWS_REGION")},
         )
-        if not os.environ.get("FRAUD_PSEUDONYM_KEY"):
-            raise RuntimeError(
-                "FRAUD_ENV=prod needs FRAUD_PSEUDONYM_KEY, the pseudonymisation secret"
-            )
-        if not os.environ.get("FRAUD_MLFLOW_TRACKING_URI"):
-            raise RuntimeError(
-                "FRAUD_ENV=prod needs FRAUD_MLFLOW_TRACKING_URI (an MLflow server or database)"
-            )
-        return {
-            "landing_zone": zone,
-            "lake": store,
-            "pseudonym_key": PseudonymKey(key=dg.EnvVar("FRAUD_PSEUDONYM_KEY")),
-            "feature_engine": feature_engine(),
-            "models": model_store(for_definitions=True),
-            "model_training": model_training(),
-            "online_store": online_store(),
-        }
-    raise RuntimeError(f"Unknown FRAUD_ENV {env!r}: expected 'dev' or 'prod'")
+        key = PseudonymKey(key=dg.EnvVar("FRAUD_PSEUDONYM_KEY"))
+    return {
+        "landing_zone": zone,
+        "lake": store,
+        "pseudonym_key": key,
+        "feature_engine": feature_engine(settings),
+        "models": model_store(settings, for_definitions=True),
+        "model_training": model_training(settings),
+        "online_store": online_store(settings),
+    }

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -29,11 +28,9 @@ class ModelStore(dg.ConfigurableResource):
 
     def registry(self) -> ModelRegistry:
         from fraud_assets.modeling.registry import ModelRegistry
+        from fraud_assets.settings import ensure_store_folder
 
-        if self.tracking_uri.startswith("sqlite:///"):  # the embedded default: make its folder
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
+        ensure_store_folder(self.tracking_uri)
         return ModelRegistry(
             self.tracking_uri,
             model_name=self.model_name,
@@ -52,24 +49,28 @@ class ModelTraining(dg.ConfigurableResource):
         default=7, description="Newest labelled days both models are judged on"
     )
     delay_days: int = Field(default=7, description="Label delay: newer days have no labels yet")
-    imbalance: str = Field(default="none", description="none | class_weights | focal")
+    imbalance: Literal["none", "class_weights", "focal"] = Field(
+        default="none", description="How the rare fraud class is weighted"
+    )
     iterations: int = Field(default=250, description="CatBoost iterations (early stopping on)")
     learning_rate: float = 0.2
     depth: int = 6
     border_count: int = Field(default=64, description="CatBoost histogram bins per feature")
     l2_leaf_reg: float = Field(default=3.0, description="CatBoost L2 regularisation of leaves")
-    threshold_policy: str = Field(
-        default="max_recall_at_fpr", description="max_recall_at_fpr | max_expected_money"
+    threshold_policy: Literal["max_recall_at_fpr", "max_expected_money"] = Field(
+        default="max_recall_at_fpr", description="How the operating threshold is chosen"
     )
     max_fpr: float = Field(default=0.05, description="FPR bound of max_recall_at_fpr")
     seed: int = 42
-    metric: str = Field(default="average_precision", description="Review metric (or auc_roc)")
+    metric: Literal["average_precision", "auc_roc"] = Field(
+        default="average_precision", description="Review metric"
+    )
     n_resamples: int = Field(default=1000, description="Paired bootstrap resamples (>= 1000)")
     confidence: float = Field(default=0.95, description="Bootstrap interval level")
     retrain_drift_share: float = Field(
         default=0.5, description="Retrain when a batch's share of drifted columns reaches this"
     )
-    decay_metric: str = Field(
+    decay_metric: Literal["average_precision", "auc_roc", "card_precision_at_100"] = Field(
         default="average_precision", description="Champion performance metric watched for decay"
     )
     decay_max_drop: float = Field(

@@ -7,13 +7,13 @@ from typing import IO, TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
-from fraud_assets.raw_format import data_name
+from fraud_assets.rawdata.format import data_name
 
 if TYPE_CHECKING:  # fsspec and Polars load in the runs that read files, not with the definitions
     from fsspec import AbstractFileSystem
 
     from fraud_assets.lake import Lake
-    from fraud_assets.landing import LandingListing
+    from fraud_assets.rawdata.landing import LandingListing
 
 
 class FsspecLocation(dg.ConfigurableResource):
@@ -27,7 +27,7 @@ class FsspecLocation(dg.ConfigurableResource):
     )
 
     def filesystem(self) -> tuple[AbstractFileSystem, str]:
-        from fraud_assets.filesystems import filesystem_for
+        from fraud_assets.lake.filesystems import filesystem_for
 
         return filesystem_for(self.url, **self._options())
 
@@ -39,12 +39,12 @@ class LandingZone(FsspecLocation):
     """Where raw batch files and their completion markers arrive."""
 
     def listing(self) -> LandingListing:
-        from fraud_assets.landing import list_landing
+        from fraud_assets.rawdata.landing import list_landing
 
         return list_landing(*self.filesystem())
 
     def marker(self, batch_id: str) -> bytes | None:
-        from fraud_assets.landing import read_marker
+        from fraud_assets.rawdata.landing import read_marker
 
         return read_marker(*self.filesystem(), batch_id)
 
@@ -89,6 +89,6 @@ class LakeStore(FsspecLocation):
 
 
 def _join(root: str, name: str) -> str:
-    from fraud_assets.filesystems import join
+    from fraud_assets.lake.filesystems import join
 
     return join(root, name)

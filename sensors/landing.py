@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import DRIFT, FEATURES, RAW, REASON_TAG
+from fraud_assets.defs.ingest import REASON_TAG
 from fraud_assets.defs.jobs import ingest_batch_job
-from fraud_assets.partitions import BATCHES, batch_partitions
+from fraud_assets.defs.keys import DRIFT, FEATURES, RAW
+from fraud_assets.defs.partitions import BATCHES, batch_partitions
 from fraud_assets.settings import batch_settings
 from resources.storage import LakeStore, LandingZone
 
@@ -38,7 +39,7 @@ def landing_sensor(
     context: dg.SensorEvaluationContext, landing_zone: LandingZone, lake: LakeStore
 ) -> dg.SensorResult | dg.SkipReason:
     from fraud_assets.batch.requests import DeliveryCursor, plan_runs
-    from fraud_assets.landing import batch_fingerprint
+    from fraud_assets.rawdata.landing import batch_fingerprint
 
     listing = landing_zone.listing()
     cursor = DeliveryCursor.from_json(context.cursor)
@@ -99,7 +100,7 @@ def _request(run, assets: list[dg.AssetKey] | None) -> dg.RunRequest:  # noqa: A
 
 
 def _marker_digest(marker: bytes | None) -> str | None:
-    from fraud_assets.raw_format import BatchMarker
+    from fraud_assets.rawdata.format import BatchMarker
 
     parsed = BatchMarker.from_json(marker) if marker else None
     return parsed.sha256 if parsed is not None else None

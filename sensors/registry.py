@@ -7,7 +7,7 @@ import hashlib
 import dagster as dg
 
 from fraud_assets.defs.registry import refresh_terminal_registry
-from fraud_assets.raw_format import TERMINALS_FILE
+from fraud_assets.rawdata.format import TERMINALS_FILE
 from fraud_assets.settings import batch_settings
 from resources.storage import LandingZone
 

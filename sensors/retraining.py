@@ -2,9 +2,9 @@ import json
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import DRIFT as DRIFT_KEY
-from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
 from fraud_assets.defs.jobs import ingest_batch_job
+from fraud_assets.defs.keys import DRIFT as DRIFT_KEY
+from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from fraud_assets.defs.models import TRIGGER_TAG, train_and_review_job
 from fraud_assets.defs.performance import PERFORMANCE
 from resources.models import ModelStore, ModelTraining

@@ -1,6 +1,11 @@
+"""Fixtures shared by the tests, and the fast lane (`pytest --fast`, `make test-fast`).
+
+Helpers the tests import live in tests/support.py.
+"""
+
 from __future__ import annotations
 
-import datetime as dt
+import re
 import socket
 import subprocess
 import sys
@@ -9,67 +14,62 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import pytest
 
-from fraud_assets.filesystems import filesystem_for
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.simulation import SimulationParams
-from fraud_assets.simulation.writer import SimulationSummary, write_simulation
+from fraud_assets.simulation.writer import write_simulation
+from tests.support import (
+    FEATURE_LAKE_DAYS,
+    FEATURE_LAKE_START,
+    S3_CREDENTIALS,
+    free_port,
+)
 
-SMALL = dict(customers=300, terminals=400, start_date=dt.date(2024, 3, 1))
-# A training window tests can fill quickly: 14 + 7 validation + 7 review + 7 label delay = 35 days.
-SMALL_TRAINING = dict(window_days=14, validation_days=7, review_days=7, iterations=150)
-
-
-def platform_resources(landing: Path, data: Path, **overrides: object) -> dict[str, object]:
-    """Every resource the code location needs, all below `data`, as the dev environment does."""
-    from resources.models import ModelStore, ModelTraining
-    from resources.online import OnlineStore
-    from resources.processing import FeatureEngine, PseudonymKey
-    from resources.storage import LakeStore, LandingZone
-
-    resources: dict[str, object] = {
-        "landing_zone": LandingZone(url=str(landing)),
-        "lake": LakeStore(url=str(data / "lake")),
-        "pseudonym_key": PseudonymKey(key="test-key"),
-        "feature_engine": FeatureEngine(),
-        "models": ModelStore(
-            tracking_uri=f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
-            artifact_location=str(data / "mlflow" / "artifacts"),
-        ),
-        "model_training": ModelTraining(**SMALL_TRAINING),
-        "online_store": OnlineStore(label_log_dir=str(data / "label_log")),
-    }
-    return {**resources, **overrides}
+# Markers of the slow groups (registered in pyproject.toml); the fast lane runs everything else.
+SLOW_GROUPS = frozenset({"browser", "spark", "outage", "daemon", "dagster", "slow"})
+_FILE_MARKS = re.compile(r"^pytestmark\s*=\s*(\[.*?\]|.*?)$", re.MULTILINE | re.DOTALL)
 
 
-HAND_ORIGIN = dt.datetime(2024, 1, 1)  # a Monday; the origin of hand-made rows
-
-
-def hand_rows(rows: list[tuple[int, int, int, int, float, int]]) -> pl.DataFrame:
-    """rows: (id, seconds since HAND_ORIGIN, customer, terminal, amount, fraud) -> clean-like."""
-    return pl.DataFrame(
-        rows,
-        schema=[
-            "transaction_id",
-            "tx_time_seconds",
-            "customer_id",
-            "terminal_id",
-            "tx_amount",
-            "tx_fraud",
-        ],
-        orient="row",
-    ).with_columns(
-        tx_datetime=pl.lit(HAND_ORIGIN) + pl.duration(seconds=pl.col("tx_time_seconds")),
-        tx_fraud=pl.col("tx_fraud").cast(pl.Int8),
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        default=False,
+        help="the fast lane: leave out tests marked " + ", ".join(sorted(SLOW_GROUPS)),
     )
 
 
-def write_days(
-    url: str | Path, days: int = 2, dirty: float = 0.0, seed: int = 0, **storage
-) -> SimulationSummary:
-    params = SimulationParams(days=days, seed=seed, **SMALL)
-    return write_simulation(params, *filesystem_for(str(url), **storage), dirty_rate=dirty)
+def _file_groups(path: Path) -> set[str]:
+    """Slow groups a test file's module-level `pytestmark` names, read without importing it."""
+    found = _FILE_MARKS.search(path.read_text())
+    return set(re.findall(r"pytest\.mark\.(\w+)", found.group(1))) & SLOW_GROUPS if found else set()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the fast lane, a file (or folder of files) marked slow as a whole is not even imported:
+    collecting it would cost its imports (Dagster, Spark, MLflow…) for nothing."""
+    if not config.getoption("fast"):
+        return None
+    files = (
+        sorted(collection_path.glob("test_*.py"))
+        if collection_path.is_dir()
+        else [collection_path]
+        if collection_path.name.startswith("test_") and collection_path.suffix == ".py"
+        else []
+    )
+    if files and all(_file_groups(f) for f in files):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("fast"):
+        return
+    slow = [i for i in items if any(i.get_closest_marker(g) for g in SLOW_GROUPS)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [i for i in items if i not in set(slow)]
 
 
 @pytest.fixture
@@ -79,16 +79,10 @@ def landing(tmp_path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """moto's standalone S3-protocol server, as its own process on loopback."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -112,9 +106,6 @@ def s3_server() -> Iterator[str]:
         proc.wait(10)
 
 
-S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
-
-
 @pytest.fixture
 def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh bucket; returns its s3:// URL. Credentials are moto's dummies."""
@@ -129,10 +120,6 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{name}"
 
 
-FEATURE_LAKE_START = dt.date(2024, 3, 1)
-FEATURE_LAKE_DAYS = 42  # SMALL_TRAINING needs 35
-
-
 @pytest.fixture(scope="session")
 def feature_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """42 simulated days cleaned and featurised into `<root>/lake` (read-only for tests).
@@ -140,9 +127,9 @@ def feature_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     1 000 customers and 2 000 terminals: ~2 k transactions and ~3 % fraud a day, enough frauds
     in every week for training, validation and review slices.
     """
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.lake import Lake
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.privacy import Pseudonymizer
 
     root = tmp_path_factory.mktemp("feature-lake")

@@ -248,6 +248,7 @@ def test_fraud_serve_refuses_a_blank_token(monkeypatch):
     assert "FRAUD_" in result.output and "blank" in result.output
 
 
+@pytest.mark.slow
 def test_openapi_fuzz_finds_no_server_error(model_source):
     import hypothesis
     import schemathesis

@@ -68,7 +68,7 @@ def resources(feature_lake: Path, tmp_path: Path) -> dict[str, object]:
 
 
 def _lake(feature_lake: Path) -> Lake:
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
 
     return Lake(*filesystem_for(str(feature_lake / "lake")))
 

@@ -1,4 +1,4 @@
-"""Cleaning handles every defect class of DESIGN.md §3.2 as the simulator's manifest says."""
+"""Cleaning handles every defect class of docs/raw-batches.md as the simulator's manifest says."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.batch.pipeline import clean_into_lake
+from fraud_assets.batch.schemas import CleanTransactions, QuarantinedTransactions
 from fraud_assets.cleaning import CleaningConfig, clean_batch
-from fraud_assets.defects import QUARANTINED
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.ingestion import RawBatchError
 from fraud_assets.lake import Lake
-from fraud_assets.pipeline import clean_into_lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import HEADER_LINE
-from fraud_assets.schemas import CleanTransactions, QuarantinedTransactions
-from tests.conftest import write_days
+from fraud_assets.rawdata.defects import QUARANTINED
+from fraud_assets.rawdata.format import HEADER_LINE
+from fraud_assets.rawdata.inspection import RawBatchError
+from tests.support import write_days
 
 KEY = Pseudonymizer(b"test-key")
 ORIGIN = CleaningConfig(origin_date=dt.date(2024, 3, 1))
@@ -165,7 +165,7 @@ def test_a_column_is_pseudonymised_exactly_as_one_id_at_a_time(ids):
 
 
 def test_the_development_key_is_announced_loudly(monkeypatch):
-    import fraud_assets.privacy as privacy
+    import fraud_assets.privacy.pseudonyms as privacy
 
     monkeypatch.delenv(privacy.KEY_ENV, raising=False)
     monkeypatch.setattr(privacy, "_warned", False)

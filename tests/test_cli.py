@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
+from fraud_assets.lake.filesystems import filesystem_for
 
 runner = CliRunner()
 
@@ -107,7 +107,7 @@ GOOD_DAY = "2024-05-01"
 
 
 def good_batch(folder: Path, batch_id: str = GOOD_DAY) -> bytes:
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     body = (
         f"1,{batch_id} 10:00:00,3,4,12.50,36000,0,0,0\n2,{batch_id} 11:00:00,3,5,7.00,39600,0,0,0\n"
@@ -120,7 +120,7 @@ def good_batch(folder: Path, batch_id: str = GOOD_DAY) -> bytes:
 def _marker_for(data: bytes, batch_id: str) -> str:
     import hashlib
 
-    from fraud_assets.raw_format import BatchMarker
+    from fraud_assets.rawdata.format import BatchMarker
 
     digest = hashlib.sha256(data).hexdigest()
     return BatchMarker(batch_id, 2, len(data), digest, batch_id).to_json()
@@ -130,7 +130,7 @@ def _bad_files(folder: Path, kind: str) -> tuple[str, str]:
     """Writes one bad batch of `kind` beside a good one; (its file name, what the report says)."""
     import gzip
 
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     name = "2024-05-02.txt"
     path = folder / name
@@ -199,7 +199,7 @@ def test_clean_exits_0_when_every_batch_is_clean_and_checks_a_matching_marker(tm
 
 
 def test_a_bad_date_given_by_name_is_reported_not_a_crash(tmp_path: Path):
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     (tmp_path / "2025-13-45.txt").write_bytes(HEADER_LINE)
     args = ["clean", str(tmp_path / "2025-13-45.txt"), "--out", str(tmp_path / "lake")]
@@ -222,7 +222,7 @@ def test_clean_uses_the_terminal_file_beside_the_batches(tmp_path: Path):
 
 
 def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path):
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     landing, lake = tmp_path / "landing", tmp_path / "lake"
     landing.mkdir()
@@ -239,6 +239,7 @@ def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path
     assert committed(lake, "features", GOOD_DAY).height > 0
 
 
+@pytest.mark.slow  # 25 full `fraud clean` runs
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -246,7 +247,7 @@ def test_features_exits_1_naming_a_batch_whose_history_is_missing(tmp_path: Path
 def test_no_file_content_crashes_clean_and_the_good_batch_is_always_cleaned(
     tmp_path_factory, content
 ):
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     root = tmp_path_factory.mktemp("fuzz")
     landing, lake = root / "landing", root / "lake"

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from fraud_assets.definitions import defs
+
+pytestmark = pytest.mark.daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

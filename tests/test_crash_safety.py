@@ -22,11 +22,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, FEATURES, STAGES, Lake
 from fraud_assets.lake.crash import CRASH_ENV, KILLED, POINTS
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
-from tests.conftest import write_days
+from fraud_assets.lake.filesystems import filesystem_for
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
+from tests.support import write_days
+
+pytestmark = pytest.mark.outage
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "2024-03-01"
@@ -265,7 +267,7 @@ import sys
 from pathlib import Path
 import dagster as dg
 from fraud_assets.definitions import build_definitions
-from tests.conftest import platform_resources
+from tests.support import platform_resources
 from tests.test_ranges import run_batches
 landing, data, batch = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 defs = build_definitions(platform_resources(landing, data))
@@ -278,7 +280,7 @@ with dg.instance_for_test() as instance:
 def dagster_run(landing: Path, data: Path) -> bool:
     """The batch assets of the second batch, in this process (as a daemon-launched run would)."""
     from fraud_assets.definitions import build_definitions
-    from tests.conftest import platform_resources
+    from tests.support import platform_resources
     from tests.test_ranges import run_batches
 
     defs = build_definitions(platform_resources(landing, data))

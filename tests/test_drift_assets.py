@@ -10,18 +10,21 @@ import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import DRIFT, ingest_batches
-from fraud_assets.filesystems import filesystem_for
+from fraud_assets.defs.ingest import ingest_batches
+from fraud_assets.defs.keys import DRIFT
 from fraud_assets.lake import Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.monitoring.report_server import create_app
-from fraud_assets.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import write_simulation
-from tests.conftest import platform_resources
+from tests.support import platform_resources
+
+pytestmark = pytest.mark.dagster
 
 START = dt.date(2024, 3, 1)
 STABLE, DRIFTED = "2024-04-07", "2024-04-11"  # days 37 and 41; the drift starts on day 39

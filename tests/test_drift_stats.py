@@ -22,6 +22,9 @@ from fraud_assets.monitoring.drift_stats import (
     column_drift,
 )
 
+# Every test here runs Evidently itself (seconds to import, then per report).
+pytestmark = pytest.mark.slow
+
 
 def assert_same_verdict(reference: pl.DataFrame, current: pl.DataFrame, **kwargs) -> None:
     ours = drift_statistics(reference, current, **kwargs)
@@ -135,3 +138,62 @@ def test_each_size_and_kind_gets_the_test_evidently_documents():
 def test_an_empty_side_is_refused():
     with pytest.raises(ValueError, match="empty"):
         column_drift(np.array([np.nan]), np.array([1.0]), categorical=False)
+
+
+def _textbook_area_between_cdfs(u: np.ndarray, v: np.ndarray) -> float:
+    """The formula the merge replaces: sort the union, count each side below every point."""
+    points = np.sort(np.concatenate([u, v]))
+    u_cdf = np.searchsorted(u, points[:-1], side="right") / u.size
+    v_cdf = np.searchsorted(v, points[:-1], side="right") / v.size
+    return float(np.sum(np.abs(u_cdf - v_cdf) * np.diff(points)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-50, 50), min_size=1, max_size=300),
+    st.lists(st.integers(-50, 50), min_size=1, max_size=300),
+    st.sampled_from([1.0, 0.1, 1e-3, 7.25]),
+)
+def test_the_merged_wasserstein_area_is_the_textbook_one_to_the_bit(ref, cur, scale):
+    from fraud_assets.monitoring.drift_stats import _area_between_cdfs
+
+    # Small integer grids scaled: many ties inside and across the two samples.
+    u = np.sort(np.asarray(ref, dtype=np.float64) * scale)
+    v = np.sort(np.asarray(cur, dtype=np.float64) * scale)
+    assert _area_between_cdfs(u, v) == _textbook_area_between_cdfs(u, v)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(-20, 20), min_size=1, max_size=1500),
+    st.lists(st.lists(st.integers(-20, 20), min_size=1, max_size=400), min_size=1, max_size=3),
+    st.booleans(),
+    st.sampled_from([np.int64, np.float64]),
+)
+def test_a_remembered_reference_gives_the_same_tests_as_a_fresh_one(ref, currents, cat, dtype):
+    """Batches judged against one reference reuse its memo; each verdict equals a fresh one."""
+    from fraud_assets.monitoring.drift_stats import _distinct_in_union
+
+    reference = np.asarray(ref, dtype=dtype) * (1.5 if dtype is np.float64 else 1)
+    memo: dict = {}
+    for values in currents:
+        current = np.asarray(values, dtype=dtype)
+        assert column_drift(reference, current, cat, memo=memo) == column_drift(
+            reference, current, cat
+        )
+        assert _distinct_in_union(reference, current, {}) == np.unique(
+            np.concatenate([reference, current])
+        ).size
+
+
+def test_a_range_against_one_reference_equals_batches_judged_alone():
+    rng = np.random.default_rng(3)
+    reference = frame(rng, 8_000, 0.0, 0.1)
+    samples: dict = {}
+    options = {"columns": [*frame(rng, 1, 0, 0).columns], "categorical": CATEGORICAL}
+    for shift in (0.0, 0.2, 0.5):
+        current = frame(rng, 1_500, shift, 0.1)
+        shared = drift_statistics(reference, current, reference_samples=samples, **options)
+        alone = drift_statistics(reference, current, **options)
+        assert shared == alone
+    assert samples, "the reference sample was remembered"

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spark_engine import compute_features_spark
@@ -20,12 +21,13 @@ from fraud_assets.features.spec import (
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
 )
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, Lake
-from fraud_assets.pipeline import clean_into_lake, features_for_batch
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams, TransactionSimulator
-from tests.conftest import write_days
+from tests.support import write_days
+
+pytestmark = pytest.mark.spark
 
 PARAMS = SimulationParams(customers=300, terminals=150, days=45, seed=11)
 EDGE_CUSTOMER, EDGE_TERMINAL, OTHER_TERMINAL = 1_000_001, 1_000_001, 1_000_002

@@ -1,29 +1,23 @@
-"""Baseline features match DESIGN.md §3.4 exactly, window edges included."""
+"""Baseline features match docs/features.md exactly, window edges included."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-import dagster as dg
 import numpy as np
-import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.cleaning import CleaningConfig
-from fraud_assets.definitions import build_definitions
 from fraud_assets.features._window_scan import group_rows
 from fraud_assets.features.polars_engine import compute_features
-from fraud_assets.features.spec import FEATURE_COLUMNS, LABEL_DELAY_DAYS, WINDOWS_DAYS
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.inprocess import tick_sensor
+from fraud_assets.features.spec import LABEL_DELAY_DAYS, WINDOWS_DAYS
 from fraud_assets.lake import Lake
-from fraud_assets.pipeline import clean_into_lake, features_for_batch
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.schemas import TransactionFeatures
-from tests.conftest import HAND_ORIGIN, hand_rows, platform_resources, write_days
+from tests.support import HAND_ORIGIN, hand_rows, write_days
 
 DAY = 86_400
 ORIGIN = HAND_ORIGIN
@@ -95,7 +89,7 @@ def test_weekend_and_night_flags():
 
 
 def spec_features_row_by_row(rows) -> dict[int, dict]:  # noqa: ANN001
-    """DESIGN.md §3.4 read literally, one row at a time: slow, obviously right."""
+    """docs/features.md read literally, one row at a time: slow, obviously right."""
     order = sorted(rows, key=lambda r: (r[1], r[0]))  # (time, id): arrival order
     out = {}
     for position, (tx, t, customer, terminal, _amount, _fraud) in enumerate(order):
@@ -169,80 +163,6 @@ def test_rows_are_grouped_by_entity_each_keeping_its_order(distinct, spread, see
             assert grouped_entity[i - 1] == key, "an entity's rows are not together"
             assert row > seen[key], "an entity's rows are out of order"
         seen[key] = row
-
-
-@pytest.fixture
-def defs_for(tmp_path: Path):
-    def make(landing: Path) -> dg.Definitions:
-        return build_definitions(platform_resources(landing, tmp_path))
-
-    return make
-
-
-def test_every_batch_gets_its_three_assets_checks_and_row_counts(tmp_path, defs_for):
-    landing = tmp_path / "landing"
-    summary = write_days(landing, days=3, dirty=0.01)
-    defs = defs_for(landing)
-    with dg.instance_for_test() as instance:
-        outcome = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
-        assert outcome.succeeded == summary.batches, outcome.failed
-        for batch in summary.batches:
-            counts = {}
-            for key in (
-                "raw_transactions",
-                "clean_transactions",
-                "quarantined_transactions",
-                "transaction_features",
-            ):
-                record = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[batch]),
-                    limit=1,
-                ).records[0]
-                counts[key] = record.asset_materialization.metadata["dagster/row_count"].value
-            duplicates = (
-                pl.read_csv(landing / f"{batch}.dirty.csv")
-                .filter(pl.col("defect") == "duplicate")
-                .height
-            )
-            assert counts["raw_transactions"] == (
-                counts["clean_transactions"] + counts["quarantined_transactions"] + duplicates
-            )
-            assert counts["transaction_features"] == counts["clean_transactions"]
-        checks = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey("clean_transactions"), "rows_conserved"), limit=10
-        )
-        assert len(checks) == 3
-    features = pl.read_parquet(tmp_path / "lake" / "features" / "**" / "*.parquet")
-    TransactionFeatures.validate(features)
-    assert set(FEATURE_COLUMNS) <= set(features.columns)
-
-
-def test_a_batch_whose_history_is_missing_is_refused_then_succeeds_once_it_is_there(
-    tmp_path, defs_for
-):
-    landing = tmp_path / "landing"
-    write_days(landing, days=3)
-    held_back = tmp_path / "held_back"
-    held_back.mkdir()
-    for suffix in (".txt", ".done"):  # the middle day arrives late
-        (landing / f"2024-03-02{suffix}").rename(held_back / f"2024-03-02{suffix}")
-    defs = defs_for(landing)
-    with dg.instance_for_test() as instance:
-        first = tick_sensor(defs, instance, "landing_sensor", log_level="ERROR")
-        assert first.succeeded == ["2024-03-01"]
-        message = first.failed["2024-03-03"]
-        assert "missing: 2024-03-02" in message and "2024-03-03" in message
-
-        for suffix in (".txt", ".done"):
-            (held_back / f"2024-03-02{suffix}").rename(landing / f"2024-03-02{suffix}")
-        second = tick_sensor(
-            defs, instance, "landing_sensor", cursor=first.cursor, log_level="ERROR"
-        )
-        assert second.succeeded == ["2024-03-02"]
-        retry = defs.resolve_job_def("ingest_batch").execute_in_process(
-            partition_key="2024-03-03", instance=instance, raise_on_error=False
-        )
-        assert retry.success
 
 
 def test_featurising_from_the_clean_table_in_memory_equals_reading_it_back(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fraud_assets.ingestion import RawBatchError, inspect_raw_batch
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
+from fraud_assets.rawdata.inspection import RawBatchError, inspect_raw_batch
 
 ROWS = b"0,2024-01-01 00:00:01,1,2,3.00,1,0,0,0\n1,2024-01-01 00:00:02,1,2,4.50,2,0,0,0\n"
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import (
     CLEAN,
     FEATURES,
@@ -27,6 +26,7 @@ from fraud_assets.lake import (
     Lake,
     committed_urls,
 )
+from fraud_assets.lake.filesystems import filesystem_for
 
 START = dt.datetime(2024, 3, 1)
 
@@ -296,7 +296,7 @@ def test_export_of_a_table_without_commits_fails_clearly(tmp_path: Path):
 def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(
     s3_bucket: str, s3_server: str, tmp_path: Path
 ):
-    from tests.conftest import S3_CREDENTIALS
+    from tests.support import S3_CREDENTIALS
 
     fs, root = filesystem_for(
         f"{s3_bucket}/lake", client_kwargs={"endpoint_url": s3_server}, **S3_CREDENTIALS
@@ -320,10 +320,10 @@ def test_on_s3_commits_are_single_puts_and_spark_gets_s3a_urls(
 
 
 def test_a_cleaned_batch_keeps_its_raw_lines_only_in_the_restricted_zone(tmp_path: Path):
+    from fraud_assets.batch.pipeline import clean_into_lake
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.pipeline import clean_into_lake
     from fraud_assets.privacy import Pseudonymizer
-    from tests.conftest import write_days
+    from tests.support import write_days
 
     summary = write_days(tmp_path / "landing", days=1, dirty=0.05)
     (batch,) = summary.batches

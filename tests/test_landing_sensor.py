@@ -10,9 +10,11 @@ import polars as pl
 import pytest
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.inprocess import tick_sensor
-from fraud_assets.raw_format import HEADER_LINE
-from tests.conftest import platform_resources, write_days
+from fraud_assets.dev.inprocess import tick_sensor
+from fraud_assets.rawdata.format import HEADER_LINE
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture
@@ -105,8 +107,8 @@ def test_files_that_are_not_batches_are_ignored(landing, instance):
 
 def no_champion(landing: Path) -> None:
     """The lake's champion snapshot says "none", so ingest runs need not ask MLflow."""
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.champion_snapshot import write_champion
 
     write_champion(Lake(*filesystem_for(str(landing.parent / "lake"))), None, "fraud-detector")
@@ -183,8 +185,8 @@ def test_relanding_earlier_content_again_is_a_new_delivery(landing, instance):
 
 
 def features_of(landing: Path, batch: str) -> pl.DataFrame:
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import FEATURES, Lake
+    from fraud_assets.lake.filesystems import filesystem_for
 
     return Lake(*filesystem_for(str(landing.parent / "lake"))).read_batch(FEATURES, batch)
 
@@ -227,10 +229,10 @@ def test_a_relanded_batch_refreshes_the_features_of_later_batches_that_read_it(
     # The bank re-exports day 2 with other content: day 2 is re-ingested, then days 3 and 4,
     # whose customer windows read day 2, are refreshed by the next tick. The new transactions
     # have ids of their own (an id another batch holds would be quarantined as duplicate_id).
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.writer import write_simulation
-    from tests.conftest import SMALL
+    from tests.support import SMALL
 
     redo = SimulationParams(days=4, seed=5, first_transaction_id=10_000_000, **SMALL)
     write_simulation(redo, *filesystem_for(str(landing / "redo")))

@@ -36,6 +36,13 @@ class Recorder:
         return [f"scored {i}" for i in items]
 
 
+async def queued() -> None:
+    """Let the submissions created just before run up to their wait: asyncio runs the ready
+    tasks in the order they were created, before this coroutine resumes, and `submit` queues
+    its item before its first await. An ordering by the event loop, not by time."""
+    await asyncio.sleep(0)
+
+
 def test_an_idle_service_scores_a_request_at_once_as_a_batch_of_one():
     score = Recorder()
 
@@ -59,7 +66,7 @@ def test_requests_arriving_while_a_batch_is_scored_share_the_next_batch():
         first = asyncio.ensure_future(batcher.submit(0))
         await asyncio.get_running_loop().run_in_executor(None, score.entered.wait, 5)
         rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
-        await asyncio.sleep(0.01)
+        await queued()
         score.gate.set()
         try:
             return await asyncio.gather(first, *rest)
@@ -79,7 +86,7 @@ def test_a_failing_batch_fails_only_its_own_requests():
         first = asyncio.ensure_future(batcher.submit(0))
         await asyncio.get_running_loop().run_in_executor(None, score.entered.wait, 5)
         doomed = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]
-        await asyncio.sleep(0.01)
+        await queued()
         score.gate.set()
         results = await asyncio.gather(first, *doomed, return_exceptions=True)
         later = await batcher.submit(5)  # the next batch is unaffected
@@ -102,7 +109,7 @@ def test_a_request_whose_client_left_does_not_disturb_its_batch():
         await asyncio.get_running_loop().run_in_executor(None, score.entered.wait, 5)
         gone = asyncio.ensure_future(batcher.submit(1))
         stays = asyncio.ensure_future(batcher.submit(2))
-        await asyncio.sleep(0.01)
+        await queued()
         gone.cancel()
         score.gate.set()
         try:

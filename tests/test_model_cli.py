@@ -13,7 +13,9 @@ from fraud_assets.cli import app
 from fraud_assets.lake import FEATURES
 from fraud_assets.modeling.registry import ModelRegistry
 from fraud_assets.modeling.training import TrainingConfig, train_model
-from tests.conftest import FEATURE_LAKE_START
+from tests.support import FEATURE_LAKE_START
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 
@@ -27,15 +29,15 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def committed_features(root: Path) -> pl.DataFrame:
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
 
     return Lake(*filesystem_for(str(root / "lake"))).read_table(FEATURES)
 
 
 def lake_champion(lake: Path) -> int | None:
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.champion_snapshot import read_champion
 
     synced, snapshot = read_champion(Lake(*filesystem_for(str(lake))))

@@ -16,7 +16,9 @@ from fraud_assets.modeling.registry import ModelRegistry
 from fraud_assets.modeling.review import training_end
 from fraud_assets.modeling.training import train_model
 from resources.models import ModelTraining
-from tests.conftest import SMALL_TRAINING, platform_resources
+from tests.support import SMALL_TRAINING, platform_resources
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Specification of the evaluation metrics, threshold policies and the paired bootstrap (§4)."""
+"""The evaluation metrics, threshold policies and paired bootstrap, specified (docs/models.md)."""
 
 from __future__ import annotations
 

@@ -19,10 +19,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.cli import app
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import FEATURES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.monitoring.drift import (
     DEFAULT_DRIFT_SHARE,
     MONITORED_FEATURES,
@@ -31,12 +32,13 @@ from fraud_assets.monitoring.drift import (
     monitored_columns,
 )
 from fraud_assets.monitoring.quality import data_quality
-from fraud_assets.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import COLUMNS
+from fraud_assets.rawdata.format import COLUMNS
 from fraud_assets.simulation import SimulationParams, TransactionSimulator
 from fraud_assets.simulation.params import DriftScenario
 from fraud_assets.simulation.writer import write_simulation
+
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 3, 1)
 DRIFT_DAY = 45

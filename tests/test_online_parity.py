@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from fraud_assets.batch.pipeline import clean_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import (
@@ -28,9 +29,8 @@ from fraud_assets.features.spec import (
     LABEL_DELAY_DAYS,
     SECONDS_PER_DAY,
 )
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import Lake
-from fraud_assets.pipeline import clean_into_lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.online_features import (
     InMemoryFeatureStore,
@@ -38,7 +38,7 @@ from fraud_assets.serving.online_features import (
     RedisFeatureStore,
     Transaction,
 )
-from tests.conftest import HAND_ORIGIN, SMALL, hand_rows, write_days
+from tests.support import HAND_ORIGIN, SMALL, hand_rows, write_days
 
 DAY = SECONDS_PER_DAY
 DELAY = LABEL_DELAY_DAYS * DAY
@@ -174,6 +174,7 @@ def batch_of(rows: list[tuple]) -> dict[int, dict]:
 # ---------------------------------------------------------------------------------- parity
 
 
+@pytest.mark.slow
 def test_simulated_days_replayed_online_match_batch(
     store: OnlineFeatureStore, simulated: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
@@ -182,6 +183,7 @@ def test_simulated_days_replayed_online_match_batch(
     assert_parity(replay(store, clean), batch)
 
 
+@pytest.mark.slow
 def test_simulated_days_replayed_in_batches_match_batch(
     store: OnlineFeatureStore, simulated: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:

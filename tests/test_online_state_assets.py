@@ -21,16 +21,18 @@ from fraud_assets.defs.online_state import (
     ONLINE_STATE,
     online_state_request,
 )
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.inprocess import RANGE_END_TAG, RANGE_START_TAG, publish_after
+from fraud_assets.dev.inprocess import RANGE_END_TAG, RANGE_START_TAG, publish_after
 from fraud_assets.lake import CLEAN, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.champion_snapshot import write_champion
 from fraud_assets.online_state.publish import LABELS as LABEL_TABLE
 from fraud_assets.online_state.publish import labels_table, state_rows
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.online_features import RedisFeatureStore
 from resources.online import OnlineStore
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 DAYS = 4
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -157,13 +159,13 @@ def test_service_labels_reach_the_batch_features_and_the_consistency_check_agree
     """fraud_labels feed the batch terminal risk too, so online and batch still agree."""
     import polars as pl
 
+    from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.features.polars_engine import compute_features
     from fraud_assets.features.spec import LABEL_DELAY_DAYS
     from fraud_assets.online_state.consistency import check_batch
-    from fraud_assets.pipeline import clean_into_lake, features_into_lake
     from fraud_assets.privacy import Pseudonymizer
-    from tests.conftest import SMALL
+    from tests.support import SMALL
 
     summary = write_days(tmp_path / "landing", days=LABEL_DELAY_DAYS + 3, seed=4)
     lake = Lake(*filesystem_for(str(tmp_path / "lake")))

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from fraud_assets.cleaning import parsing
 from fraud_assets.cleaning.parsing import ParsedBatch, parse_batch
 from fraud_assets.cleaning.rules import RowRules, committed_in
-from fraud_assets.raw_format import HEADER_LINE, BatchPeriod
-from tests.conftest import write_days
+from fraud_assets.rawdata.format import HEADER_LINE, BatchPeriod
+from tests.support import write_days
 
 MAX_TERMINAL = 999_999
 RULES = RowRules(max_terminal_id=MAX_TERMINAL)

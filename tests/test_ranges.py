@@ -16,13 +16,15 @@ import polars as pl
 import pytest
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.defs.keys import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.dev.inprocess import RANGE_END_TAG, RANGE_START_TAG
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.inprocess import RANGE_END_TAG, RANGE_START_TAG
 from fraud_assets.lake import STAGES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.champion_snapshot import snapshot_of, write_champion
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 DAYS = 9
 # The first 3 days are the champion's training window (its drift reference): they are ingested
@@ -212,8 +214,8 @@ def test_a_bad_batch_inside_a_range_is_named_and_the_others_keep_their_outputs(t
 
 def test_features_of_a_batch_do_not_depend_on_where_its_history_starts(landing, tmp_path):
     """Exact window sums: a batch featurised with more history before it gets the same bits."""
+    from fraud_assets.batch.pipeline import clean_into_lake, features_for_batches
     from fraud_assets.cleaning import CleaningConfig
-    from fraud_assets.pipeline import clean_into_lake, features_for_batches
     from fraud_assets.privacy import Pseudonymizer
 
     lake = lake_of(tmp_path)
@@ -240,7 +242,7 @@ import sys
 import dagster as dg
 from pathlib import Path
 from fraud_assets.definitions import build_definitions
-from tests.conftest import platform_resources
+from tests.support import platform_resources
 from tests.test_ranges import run_batches
 landing, data = Path({str(landing)!r}), Path({str(data)!r})
 batches = sorted(p.stem for p in landing.glob("*.txt"))[:4]

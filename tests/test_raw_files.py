@@ -1,4 +1,4 @@
-"""What the simulator writes: the raw format of DESIGN.md §3.1, markers, and dirty manifests."""
+"""What the simulator writes: the raw format (docs/raw-batches.md), markers, dirty manifests."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.defects import REPAIRABLE, Defect
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.lake.filesystems import filesystem_for
+from fraud_assets.rawdata.defects import REPAIRABLE, Defect
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import write_simulation
-from tests.conftest import write_days
+from tests.support import write_days
 
 ROW = re.compile(
     r"^(\d+),(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d+),(\d+),(\d+\.\d{2}),"

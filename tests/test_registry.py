@@ -30,6 +30,8 @@ from fraud_assets.modeling.registry import (
 )
 from fraud_assets.modeling.training import TrainedModel, TrainingConfig, score, train_model
 
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 3, 1)
 DAYS = 12
 # A small window so 12 synthetic days suffice: train 7, validation 3, label gap 2.

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.raw_format import BatchPeriod
-from fraud_assets.schemas import (
+from fraud_assets.batch.schemas import (
     CleanTransactions,
     QuarantinedTransactions,
     SchemaViolation,
@@ -26,6 +25,7 @@ from fraud_assets.schemas import (
     find_failures,
     to_pandera,
 )
+from fraud_assets.rawdata.format import BatchPeriod
 
 SCHEMAS = {
     "clean": CleanTransactions,
@@ -96,6 +96,7 @@ def tables(draw) -> tuple[TableSchema, pl.DataFrame]:  # noqa: ANN001
     return schema, pl.DataFrame(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_every_generated_table_gets_pandera_verdict(table: tuple[TableSchema, pl.DataFrame]):
@@ -108,7 +109,7 @@ def test_a_clean_batch_passes_both_and_a_broken_one_fails_both_the_same_way():
 
     from fraud_assets.cleaning import CleaningConfig, clean_batch
     from fraud_assets.privacy import Pseudonymizer
-    from tests.conftest import write_days
+    from tests.support import write_days
 
     with tempfile.TemporaryDirectory() as folder:
         summary = write_days(Path(folder), days=1, dirty=0.05)

@@ -14,10 +14,12 @@ from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import CLEAN, FEATURES, QUARANTINE, RAW
-from fraud_assets.inprocess import tick_sensor
+from fraud_assets.defs.keys import CLEAN, FEATURES, QUARANTINE, RAW
+from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.privacy import Pseudonymizer
-from tests.conftest import write_days
+from tests.support import write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture

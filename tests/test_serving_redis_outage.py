@@ -48,9 +48,12 @@ WHEN = dt.datetime(2018, 4, 20, 12, 0, 0)
 TOKEN = "outage-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
+pytestmark = [
+    pytest.mark.outage,
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None, reason="redis-server is not installed"
+    ),
+]
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The simulator follows the generative process of DESIGN.md §3.5, deterministically."""
+"""The simulator follows the generative process of docs/simulator.md, deterministically."""
 
 from __future__ import annotations
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster_aws.s3 import S3Resource
 from typer.testing import CliRunner
 
 from fraud_assets.cli import app
-from fraud_assets.defs.ingest import RAW, ingest_batches
-from fraud_assets.raw_format import HEADER_LINE, BatchMarker
+from fraud_assets.defs.ingest import ingest_batches
+from fraud_assets.defs.keys import RAW
+from fraud_assets.rawdata.format import HEADER_LINE, BatchMarker
 from resources.s3 import S3LandingZone
 from resources.storage import LandingZone
-from tests.conftest import platform_resources, write_days
+from tests.support import platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 def s3_landing(bucket: str, endpoint: str) -> S3LandingZone:

@@ -33,7 +33,7 @@ from fraud_assets.serving.stream import (
 redis = pytest.importorskip("redis")
 ck = pytest.importorskip("confluent_kafka")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 class ModelStandIn:
@@ -220,7 +220,7 @@ def test_redis_crash_before_ack_is_redelivered(r: Any, restart: str) -> None:
     else:
         second = redis_worker(r, ModelStandIn(), consumer="c2", batch_size=100,
                               claim_min_idle_ms=200)  # fmt: skip
-        time.sleep(0.3)
+        wait_until_idle(r, redis_names(r)[0], "workers", idle_ms=200)
     drain(second, 250)
     assert second.totals.received == 250  # the 100 pending ones again, then the other 150
     decisions = redis_decisions(r)
@@ -354,19 +354,36 @@ def kafka_produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def kafka_read(bootstrap: str, topic: str, expected: int, timeout_s: float = 15) -> list[Any]:
-    """Every message of `topic` from the beginning (assigned partitions, no group join)."""
+    """Every message of `topic` from the beginning (assigned partitions, no group join): as
+    many as the partitions' high watermarks say were written, so a surplus beyond `expected`
+    is read too, without waiting to see whether more arrives."""
     c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "reader",
                      "enable.auto.commit": False})  # fmt: skip
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in parts])
+    parts = [ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING)
+             for p in c.list_topics(topic, timeout=10).topics[topic].partitions]  # fmt: skip
+    c.assign(parts)
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     while len(out) < expected and time.monotonic() < deadline:
         out += [m for m in c.consume(1000, 0.2) if m.error() is None]
-    time.sleep(0.2)
-    out += [m for m in c.consume(1000, 0.2) if m.error() is None]  # nothing beyond expected
+    written = sum(high - low for low, high in
+                  (c.get_watermark_offsets(p, timeout=10) for p in parts))  # fmt: skip
+    while len(out) < written and time.monotonic() < deadline:
+        out += [m for m in c.consume(1000, 0.2) if m.error() is None]
     c.close()
     return out
+
+
+def wait_until_idle(r: Any, stream: str, group: str, idle_ms: int, timeout_s: float = 10) -> None:
+    """Until every pending message of `group` has been idle `idle_ms` (what XAUTOCLAIM asks):
+    the claim then finds them all, whatever the machine's speed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = r.xpending_range(stream, group, min="-", max="+", count=10_000)
+        if pending and min(p["time_since_delivered"] for p in pending) >= idle_ms:
+            return
+        assert time.monotonic() < deadline, "pending messages never became idle"
+        time.sleep(0.02)
 
 
 def kafka_worker(bootstrap: str, names: tuple[str, ...], scorer: Any, **kw: Any) -> StreamWorker:

@@ -11,11 +11,13 @@ import pytest
 
 from fraud_assets.cleaning.terminal_registry import read_registry
 from fraud_assets.definitions import build_definitions
-from fraud_assets.defs.ingest import CLEAN, QUARANTINE, RAW
-from fraud_assets.filesystems import filesystem_for
-from fraud_assets.inprocess import tick_sensor
+from fraud_assets.defs.keys import CLEAN, QUARANTINE, RAW
+from fraud_assets.dev.inprocess import tick_sensor
 from fraud_assets.lake import Lake
-from tests.conftest import SMALL, platform_resources, write_days
+from fraud_assets.lake.filesystems import filesystem_for
+from tests.support import SMALL, platform_resources, write_days
+
+pytestmark = pytest.mark.dagster
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_a_shared_id_counts_in_the_rows_conserved_check_of_the_batch_that_quaran
 ):
     """Through the Dagster assets: the second batch's copy of an id is quarantined, and its
     blocking rows_conserved check passes counting it; the metadata says what was checked."""
-    from fraud_assets.raw_format import HEADER_LINE
+    from fraud_assets.rawdata.format import HEADER_LINE
 
     rows = {
         "2024-03-01": ["1,2024-03-01 10:00:00,3,4,5.00,36000,0,0,0"],

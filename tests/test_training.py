@@ -1,4 +1,4 @@
-"""Training on a time window behind the label delay; the walk-forward backtest (DESIGN.md §4)."""
+"""Training on a time window behind the label delay; the walk-forward backtest (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import FEATURES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.backtest import REPORTED, backtest, mean_of
 from fraud_assets.modeling.metrics import auc_roc
 from fraud_assets.modeling.training import (
@@ -23,10 +24,11 @@ from fraud_assets.modeling.training import (
     split_window,
     train_model,
 )
-from fraud_assets.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.simulation import SimulationParams
 from fraud_assets.simulation.writer import write_simulation
+
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 3, 1)
 DAYS = 45

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 
 from fraud_assets.batch.local import find_batches
 from fraud_assets.batch.ranges import RangeConfig, Step, ingest_range
+from fraud_assets.batch.schemas import clean_transactions_schema, find_failures
 from fraud_assets.cleaning import CleaningConfig, clean_batch
 from fraud_assets.cleaning.rules import committed_in
 from fraud_assets.cleaning.terminal_registry import RegistryError, TerminalRegistry, parse_registry
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import HEADER_LINE, BatchPeriod
-from fraud_assets.schemas import clean_transactions_schema, find_failures
+from fraud_assets.rawdata.format import HEADER_LINE, BatchPeriod
 
 KEY = Pseudonymizer(b"test-key")
 DAY = dt.date(2025, 1, 1)
@@ -138,7 +138,7 @@ def test_stray_dates_no_longer_hide_a_gap_in_the_history(tmp_path: Path):
 
 
 def test_a_marker_may_declare_a_longer_period(tmp_path: Path):
-    from fraud_assets.raw_format import BatchMarker
+    from fraud_assets.rawdata.format import BatchMarker
 
     landing, lake = tmp_path / "landing", Lake(*filesystem_for(str(tmp_path / "lake")))
     data = batch(line(1), line(2, "2025-01-15 10:00:00"), line(3, "2025-02-01 10:00:00"))

@@ -23,14 +23,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from fraud_assets.batch.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import CLEAN, FEATURES, Lake
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.online_state.consistency import check_batch
 from fraud_assets.online_state.publish import publish_batches, warm_start
-from fraud_assets.pipeline import clean_into_lake, features_into_lake
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.app import create_app
 from fraud_assets.serving.model_source import ModelSource
@@ -42,7 +42,9 @@ from fraud_assets.serving.online_features import (
 from fraud_assets.serving.replay import raw_requests
 from fraud_assets.serving.scoring import Scorer
 from fraud_assets.serving.settings import ServiceSettings
-from tests.conftest import SMALL, write_days
+from tests.support import SMALL, write_days
+
+pytestmark = pytest.mark.slow
 
 N = 9
 KEY = b"test-key"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from fraud_assets.raw_format import (
+from fraud_assets.rawdata.format import (
     DATA_SUFFIX,
     MARKER_SUFFIX,
     TERMINALS_FILE,

@@ -21,12 +21,17 @@ from typing import IO, Protocol
 import polars as pl
 
 from fraud_assets.batch.committed import CommittedIds
+from fraud_assets.batch.pipeline import (
+    LookbackMissing,
+    RowsNotConservedError,
+    clean_into_lake,
+    features_for_batches,
+)
 from fraud_assets.batch.state import history_versions, record_features, record_refusal
-from fraud_assets.cleaning import CleaningConfig
+from fraud_assets.cleaning import CleaningConfig, CleanResult
 from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT, DEFAULT_MAX_TERMINAL_ID
 from fraud_assets.cleaning.terminal_registry import TerminalRegistry
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.ingestion import RawBatchError, RawBatchStats, inspect_raw_batch
 from fraud_assets.lake import FEATURES, Lake, MissingHistoryError
 from fraud_assets.monitoring.drift import (
     DEFAULT_DRIFT_SHARE,
@@ -43,9 +48,9 @@ from fraud_assets.monitoring.reference import (
     ReferenceReader,
     choose_reference,
 )
-from fraud_assets.pipeline import LookbackMissing, clean_into_lake, features_for_batches
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import BatchMarker, batch_period
+from fraud_assets.rawdata.format import BatchMarker, BatchPeriod, batch_period
+from fraud_assets.rawdata.inspection import RawBatchError, RawBatchStats, inspect_raw_batch
 
 
 class Step(StrEnum):
@@ -228,7 +233,7 @@ def _clean(
     config: RangeConfig,
     committed: CommittedIds,
 ) -> pl.DataFrame | None:
-    from fraud_assets.schemas import (
+    from fraud_assets.batch.schemas import (
         QuarantinedTransactions,
         clean_transactions_schema,
         failures,
@@ -269,8 +274,35 @@ def _clean(
     except RawBatchError as e:
         outcome.fail(Step.CLEAN, str(e))
         return None
+    except RowsNotConservedError as e:  # the rows_conserved check fails; nothing committed
+        outcome.clean = _summary(e.result, period, config, [], [])
+        outcome.fail(Step.CLEAN, str(e))
+        return None
     committed.record(batch_id, result.clean["transaction_id"])
-    outcome.clean = CleanSummary(
+    outcome.clean = _summary(
+        result,
+        period,
+        config,
+        failures(clean_transactions_schema(config.max_amount, period), result.clean),
+        failures(QuarantinedTransactions, result.quarantine),
+    )
+    if outcome.clean.clean_schema:  # a table that breaks its schema does not flow on
+        outcome.fail(
+            Step.FEATURES,
+            f"{name}: clean table fails its schema (clean_schema), features not computed: "
+            + "; ".join(outcome.clean.clean_schema[:3]),
+        )
+    return result.clean
+
+
+def _summary(
+    result: CleanResult,
+    period: BatchPeriod,
+    config: RangeConfig,
+    clean_schema: list[str],
+    quarantine_schema: list[str],
+) -> CleanSummary:
+    return CleanSummary(
         raw_rows=result.raw_rows,
         clean_rows=result.clean.height,
         quarantined=result.quarantine.height,
@@ -281,16 +313,9 @@ def _clean(
         repaired=dict(sorted(result.repaired.items())),
         by_reason=dict(sorted(result.quarantined_by_reason.items())),
         conserved=result.conserved,
-        clean_schema=failures(clean_transactions_schema(config.max_amount, period), result.clean),
-        quarantine_schema=failures(QuarantinedTransactions, result.quarantine),
+        clean_schema=clean_schema,
+        quarantine_schema=quarantine_schema,
     )
-    if outcome.clean.clean_schema:  # a table that breaks its schema does not flow on
-        outcome.fail(
-            Step.FEATURES,
-            f"{name}: clean table fails its schema (clean_schema), features not computed: "
-            + "; ".join(outcome.clean.clean_schema[:3]),
-        )
-    return result.clean
 
 
 def _terminal_check(config: RangeConfig) -> str:
@@ -303,7 +328,7 @@ def _terminal_check(config: RangeConfig) -> str:
 def _featurise(
     outcomes: list[BatchOutcome], lake: Lake, config: RangeConfig, cleans: dict[str, pl.DataFrame]
 ) -> dict[str, pl.DataFrame]:
-    from fraud_assets.schemas import TransactionFeatures, failures
+    from fraud_assets.batch.schemas import TransactionFeatures, failures
 
     ready = [o for o in outcomes if o.ok]
     if not ready:

@@ -1,4 +1,4 @@
-"""Raw batch -> clean transactions + quarantined rows (DESIGN.md §3.2, §3.3)."""
+"""Raw batch -> clean transactions + quarantined rows (docs/raw-batches.md)."""
 
 from fraud_assets.cleaning.engine import CleaningConfig, CleanResult, clean_batch
 

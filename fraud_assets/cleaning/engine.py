@@ -26,7 +26,7 @@ from fraud_assets.cleaning.rules import (
     RowRules,
 )
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.raw_format import BatchPeriod
+from fraud_assets.rawdata.format import BatchPeriod
 
 SECONDS_PER_DAY = 86_400
 

@@ -24,9 +24,9 @@ import polars as pl
 
 from fraud_assets.cleaning._line_parser import count_lines, parse_lines
 from fraud_assets.cleaning.rules import RowRules
-from fraud_assets.defects import Defect
-from fraud_assets.ingestion import RawBatchError
-from fraud_assets.raw_format import COLUMNS, DATETIME_FORMAT, HEADER
+from fraud_assets.rawdata.defects import Defect
+from fraud_assets.rawdata.format import COLUMNS, DATETIME_FORMAT, HEADER
+from fraud_assets.rawdata.inspection import RawBatchError
 
 INVALID_LABEL = "invalid_label"  # tx_fraud not 0/1 or scenario not 0-3: a label we cannot trust
 FIRST_DATA_LINE = 2  # line 1 is the header

@@ -17,7 +17,7 @@ from enum import StrEnum
 import numpy as np
 import polars as pl
 
-from fraud_assets.raw_format import BatchPeriod
+from fraud_assets.rawdata.format import BatchPeriod
 
 DEFAULT_MAX_AMOUNT = 10_000_000.0
 # Without a registry, terminal ids above this are not ours (broken exports carry ids like

@@ -22,9 +22,9 @@ _LAKE = typer.Option(help="Lake URL or folder; default: FRAUD_LAKE_URL or data/l
 
 
 def _lake(url: str | None):  # noqa: ANN202 - a Lake
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
-    from resources.environments import lake_url
+    from fraud_assets.lake.filesystems import filesystem_for
+    from fraud_assets.settings import lake_url
 
     return Lake(*filesystem_for(url or lake_url()))
 

@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from fraud_assets.batch.ranges import BatchOutcome, CleanSummary, DriftSummary, FeatureSummary
-from fraud_assets.defs.ingest import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.batch.schemas import (
+    QuarantinedTransactions,
+    TableSchema,
+    TransactionFeatures,
+    clean_transactions_schema,
+)
+from fraud_assets.defs.keys import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.monitoring.report_server import report_url
 
@@ -59,8 +65,9 @@ def events_for(
         )
     if outcome.clean is not None:
         clean = outcome.clean
-        yield from materialized(CLEAN, _clean_metadata(clean))
-        yield from materialized(QUARANTINE, _quarantine_metadata(clean))
+        if clean.conserved:  # otherwise nothing was committed: only the failing check is told
+            yield from materialized(CLEAN, _clean_metadata(clean))
+            yield from materialized(QUARANTINE, _quarantine_metadata(clean))
         yield from checked(
             CLEAN,
             "rows_conserved",
@@ -94,6 +101,26 @@ def events_for(
         yield from _drift_events(batch, outcome.drift, materialized, checked)
 
 
+def column_schema(schema: TableSchema) -> dg.TableSchema:
+    """`dagster/column_schema` from the schema the table is checked against: the catalog shows
+    the rules the batch runs enforce, from the one place they are declared."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                column.name,
+                str(column.dtype),
+                constraints=dg.TableColumnConstraints(
+                    nullable=column.nullable,
+                    unique=column.unique,
+                    other=[check.name for check in column.checks],
+                ),
+            )
+            for column in schema.columns
+        ],
+        constraints=dg.TableConstraints(other=[c.name for c in schema.table_checks]),
+    )
+
+
 def _failures(lines: list[str]) -> dict:
     if not lines:
         return {}
@@ -103,6 +130,7 @@ def _failures(lines: list[str]) -> dict:
 def _clean_metadata(clean: CleanSummary) -> dict:
     return {
         "dagster/row_count": clean.clean_rows,
+        "dagster/column_schema": column_schema(clean_transactions_schema()),
         "raw_rows": clean.raw_rows,
         "duplicates_dropped": clean.duplicates,
         "quarantined": clean.quarantined,
@@ -121,6 +149,7 @@ def _clean_metadata(clean: CleanSummary) -> dict:
 def _quarantine_metadata(clean: CleanSummary) -> dict:
     return {
         "dagster/row_count": clean.quarantined,
+        "dagster/column_schema": column_schema(QuarantinedTransactions),
         "by_reason": dg.MetadataValue.table(
             records=[dg.TableRecord({"reason": k, "rows": v}) for k, v in clean.by_reason.items()],
             schema=dg.TableSchema(
@@ -134,6 +163,7 @@ def _quarantine_metadata(clean: CleanSummary) -> dict:
 def _feature_metadata(features: FeatureSummary) -> dict:
     return {
         "dagster/row_count": features.rows,
+        "dagster/column_schema": column_schema(TransactionFeatures),
         "engine": features.engine,
         "features": ", ".join(FEATURE_COLUMNS),
         "fraud_share": features.fraud_share,

@@ -15,26 +15,30 @@ import warnings
 
 import dagster as dg
 
+from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, FRAUD_MODELS, tags
+from fraud_assets.defs.keys import CHAMPION_REVIEW, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
+from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
-from fraud_assets.partitions import batch_partitions
 from fraud_assets.settings import batch_settings, validation_settings
 from resources.models import ModelStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
-RAW = dg.AssetKey("raw_transactions")
-CLEAN = dg.AssetKey("clean_transactions")
-QUARANTINE = dg.AssetKey("quarantined_transactions")
-FEATURES = dg.AssetKey("transaction_features")
-DRIFT = dg.AssetKey("drift_report")
-BATCH_ASSETS = (RAW, CLEAN, QUARANTINE, FEATURES, DRIFT)
 POOL = "fraud_batches"  # one batch run at a time keeps look-back history ahead of the batches
 REASON_TAG = "fraud/reason"  # why a run was requested (sensor runs carry it)
 
 _LOOKBACK_NOTE = "computed with up to 37 days of earlier clean history; refuses when it is missing"
 
 
-def _spec(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, kinds: set[str], text: str):
+def _spec(
+    key: dg.AssetKey,
+    deps: list[dg.AssetKey],
+    group: str,
+    kinds: set[str],
+    text: str,
+    asset_tags: dict[str, str],
+    owner: str = DATA_PLATFORM,
+):
     return dg.AssetSpec(
         key,
         deps=deps,
@@ -43,7 +47,9 @@ def _spec(key: dg.AssetKey, deps: list[dg.AssetKey], group: str, kinds: set[str]
         kinds=kinds,
         description=text,
         skippable=True,  # materializations are logged per batch, not emitted for the range
-        owners=["team:data-platform"],
+        owners=[owner],
+        tags=asset_tags,
+        code_version=CODE_VERSIONS[key.to_user_string()],
     )
 
 
@@ -77,6 +83,7 @@ class IngestSettings(dg.Config):
             {"file"},
             "A raw transaction batch as it landed: header verified, rows and bytes counted, "
             "checksum recorded and compared with the batch's completion marker.",
+            tags("raw", "raw-ids"),
         ),
         _spec(
             CLEAN,
@@ -86,6 +93,7 @@ class IngestSettings(dg.Config):
             "Repaired, de-duplicated, pseudonymised transactions that keep to the data contract "
             "(ids, amounts, the batch's days, registered terminals, ids no other batch holds); "
             "Parquet by date.",
+            tags("clean", "pseudonymised"),
         ),
         _spec(
             QUARANTINE,
@@ -94,6 +102,7 @@ class IngestSettings(dg.Config):
             {"polars", "parquet"},
             "Rows that could not be trusted: line number and reason (their raw lines, which hold "
             "real ids, in the restricted zone of the lake).",
+            tags("clean", "pseudonymised"),
         ),
         _spec(
             FEATURES,
@@ -101,15 +110,20 @@ class IngestSettings(dg.Config):
             "features",
             {"polars", "spark", "parquet"},
             f"The feature set of docs/features.md for the batch's transactions, {_LOOKBACK_NOTE}.",
+            tags("features", "pseudonymised"),
         ),
         _spec(
             DRIFT,
-            [FEATURES],
+            # The champion's scores and training window are part of the report: a new champion
+            # changes what a batch's drift report would say.
+            [FEATURES, CHAMPION_REVIEW],
             "monitoring",
             {"evidently", "html"},
             "Drift of the batch's features, champion scores and fraud share against a reference "
             "(the champion's training window, or a configured batch): per-column tests and "
             "verdict here; the full Evidently report behind the link, rendered on first view.",
+            tags("monitoring", "aggregates"),
+            owner=FRAUD_MODELS,
         ),
     ],
     check_specs=[
@@ -128,7 +142,12 @@ class IngestSettings(dg.Config):
             blocking=True,
         ),
         _check("quarantine_schema", QUARANTINE, "pandera QuarantinedTransactions"),
-        _check("feature_schema", FEATURES, "pandera TransactionFeatures"),
+        _check(
+            "feature_schema",
+            FEATURES,
+            "pandera TransactionFeatures; a failing table is not published online in the run",
+            blocking=True,
+        ),
         _check(
             "data_quality",
             DRIFT,

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from fraud_assets.defs.ingest import BATCH_ASSETS
-from fraud_assets.partitions import batch_partitions
+from fraud_assets.defs.keys import BATCH_ASSETS
+from fraud_assets.defs.partitions import batch_partitions
 
 # Landed batches: raw -> clean + quarantine -> features -> drift report, for one batch or a range.
 ingest_batch_job = dg.define_asset_job(

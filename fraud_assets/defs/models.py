@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
+from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, TRAINING_POOL, tags
+from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
 
@@ -15,25 +16,19 @@ if TYPE_CHECKING:  # CatBoost, MLflow and Polars load in the run that trains, no
     import polars as pl
 
     from fraud_assets.lake import Lake
-    from fraud_assets.modeling.registry import ModelRegistry
 
 TRIGGER_TAG = "fraud/trigger"  # why a training run was requested (new batches, drift)
 
 
 def latest_features(lake: "Lake", days: int) -> "tuple[pl.DataFrame, dt.date]":
-    """The feature rows of the newest `days` dates, and the newest date. Labels the scoring
-    service received (`fraud_labels`) replace the batch files' `tx_fraud` where they exist."""
-    from fraud_assets.lake import FEATURES
-    from fraud_assets.modeling.training import DAY
-    from fraud_assets.online_state.publish import apply_labels, labels_table
+    """The lake's newest labelled feature rows; an empty lake fails the step, named."""
+    from fraud_assets.batch.training_data import NoFeatureBatchesError
+    from fraud_assets.batch.training_data import latest_features as read
 
-    dates = lake.dates(FEATURES)
-    if not dates:
-        raise dg.Failure("No feature batches in the lake yet: ingest some batches first.")
-    data_end = dates[-1]
-    first = data_end - (days - 1) * DAY
-    features = lake.read_by_date(FEATURES, first, data_end)
-    return apply_labels(features, labels_table(lake, first, data_end)), data_end
+    try:
+        return read(lake, days)
+    except NoFeatureBatchesError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
 
 
 class SelectionConfig(dg.Config):
@@ -60,6 +55,10 @@ class SelectionConfig(dg.Config):
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
     kinds={"catboost", "mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("models", "none"),
+    code_version=CODE_VERSIONS["model_selection"],
+    pool=TRAINING_POOL,
     description=(
         "Prequential model selection: candidate settings (training window, class weighting, "
         "CatBoost depth, learning rate, L2, bins) are each trained and tested on the newest "
@@ -143,6 +142,10 @@ def selected_training(models: ModelStore, model_training: ModelTraining):  # noq
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping()), model_selection],
     group_name="models",
     kinds={"catboost", "mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("models", "none"),
+    code_version=CODE_VERSIONS["challenger_model"],
+    pool=TRAINING_POOL,
     description=(
         "A CatBoost model trained on a rolling window of feature batches (labels older than the "
         "delay only), with the newest model selection's winning settings, logged to MLflow with "
@@ -216,6 +219,10 @@ _HEADLINE = ("auc_roc", "average_precision", "card_precision_at_100", "recall", 
     deps=[challenger_model],
     group_name="models",
     kinds={"mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("models", "none"),
+    code_version=CODE_VERSIONS["champion_review"],
+    pool=TRAINING_POOL,
     description=(
         "Scores champion and challenger on the same newest labelled rows; a paired bootstrap of "
         "the metric difference decides; the alias `champion` moves only when the whole interval "
@@ -229,85 +236,29 @@ def champion_review(
     model_training: ModelTraining,
 ) -> dg.MaterializeResult:
     from fraud_assets.modeling.champion_snapshot import sync_champion
-    from fraud_assets.modeling.review import FIRST_MODEL, decide, review_bounds, review_slice
+    from fraud_assets.modeling.review import ReviewError, apply_review, review_challenger
 
-    registry = models.registry()
-    challenger = registry.challenger()
-    if challenger is None:
-        raise dg.Failure("No model version has the alias `challenger`: train one first.")
-    champion = registry.champion()
-    if champion is not None and champion.version == challenger.version:
+    registry, store = models.registry(), lake.lake()
+    try:
+        outcome = review_challenger(
+            registry, model_training.review(), lambda days: latest_features(store, days)
+        )
+    except ReviewError as e:  # no challenger, or no rows both classes to compare on
+        raise dg.Failure(description=str(e), allow_retries=False) from e
+    if outcome.unchanged:
         return dg.MaterializeResult(
-            metadata={"decision": "no change", "reason": "the challenger is the champion already"}
+            metadata={"decision": "no change", "reason": outcome.decision.reason}
         )
-    review = model_training.review()
-    if champion is None:
-        decision, rows = FIRST_MODEL, None
-    else:
-        days = review.review_days + review.delay_days
-        features, data_end = latest_features(lake.lake(), days)
-        try:
-            rows = review_slice(features, data_end, review)
-        except ValueError as e:
-            raise dg.Failure(description=str(e), allow_retries=False) from e
-        decision = decide(
-            rows["tx_fraud"].to_numpy(),
-            _scores(registry, challenger.version, rows),
-            _scores(registry, champion.version, rows),
-            review,
-        )
-    if decision.promote:
-        registry.promote(challenger.version, decision.reason)
-    sync_champion(registry, lake.lake())  # batch runs score drift with the lake's copy
-    result = decision.comparison
-    registry.tag(
-        challenger.version,
-        {
-            "review_decision": "promoted" if decision.promote else "not promoted",
-            "review_reason": decision.reason,
-            "review_champion_version": str(champion.version) if champion else "none",
-            **(
-                {
-                    "review_metric": result.metric,
-                    "review_champion_score": f"{result.champion:.6f}",
-                    "review_challenger_score": f"{result.challenger:.6f}",
-                    "review_interval": f"[{result.low:.6f}, {result.high:.6f}]",
-                }
-                if result
-                else {}
-            ),
-        },
-    )
-    context.log.info(decision.reason)
-    metadata: dict[str, object] = {
-        "decision": "promoted" if decision.promote else "not promoted",
-        "reason": decision.reason,
-        "challenger_version": challenger.version,
-        "champion_version_before": champion.version if champion else "none",
-        "champion_version_after": registry.champion().version,  # type: ignore[union-attr]
-    }
-    if result is not None and rows is not None:
-        first, last = review_bounds(data_end, review)
-        metadata |= {
-            "metric": result.metric,
-            "champion_score": result.champion,
-            "challenger_score": result.challenger,
-            "difference": result.difference,
-            "interval_low": result.low,
-            "interval_high": result.high,
-            "confidence": result.confidence,
-            "n_resamples": result.n_resamples,
-            "review_window": f"{first} .. {last}",
-            "dagster/row_count": rows.height,
+    apply_review(registry, outcome)
+    sync_champion(registry, store)  # batch runs score drift with the lake's copy
+    context.log.info(outcome.decision.reason)
+    after = registry.champion()
+    return dg.MaterializeResult(
+        metadata={
+            **outcome.metadata(),
+            "champion_version_after": after.version if after else "none",
         }
-    return dg.MaterializeResult(metadata=metadata)
-
-
-def _scores(registry: "ModelRegistry", version: int, rows: "pl.DataFrame"):  # noqa: ANN202
-    from fraud_assets.modeling.training import score
-
-    model, _ = registry.load(version)
-    return score(model, rows)
+    )
 
 
 train_and_review_job = dg.define_asset_job(

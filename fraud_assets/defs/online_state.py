@@ -13,9 +13,10 @@ fraud_labels: the service's durable label log (/v1/feedback) as a lake table.
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import FEATURES, POOL
+from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, tags
 from fraud_assets.defs.jobs import ingest_batch_job
-from fraud_assets.partitions import batch_partitions
+from fraud_assets.defs.keys import FEATURES
+from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.settings import batch_settings
 from resources.online import OnlineStore
 from resources.storage import LakeStore
@@ -23,6 +24,9 @@ from resources.storage import LakeStore
 ONLINE_STATE = dg.AssetKey("online_feature_state")
 LABELS = dg.AssetKey("fraud_labels")
 CONSISTENCY = "online_offline_consistency"
+# Its own pool (one publish at a time): a publish only reads committed lake data, so it need
+# not wait for batch runs, nor hold a backfill queued behind it in `fraud_batches`.
+POOL = "fraud_online_state"
 
 
 def _consistency_spec() -> dg.AssetCheckSpec:
@@ -49,7 +53,9 @@ def _consistency_spec() -> dg.AssetCheckSpec:
             "card's last 30 days, each terminal's labelled last 37 days), published to the "
             "configured store; idempotent by transaction id.",
             skippable=True,
-            owners=["team:data-platform"],
+            owners=[DATA_PLATFORM],
+            tags=tags("serving", "pseudonymised"),
+            code_version=CODE_VERSIONS["online_feature_state"],
         )
     ],
     check_specs=[_consistency_spec()],
@@ -126,7 +132,9 @@ def publish_online_state(
     description="Every label the scoring service accepted (/v1/feedback), from its durable "
     "label log; the newest label per transaction. Read by online_feature_state (terminal risk) "
     "next to the labels in the batch files.",
-    owners=["team:data-platform"],
+    owners=[DATA_PLATFORM],
+    tags=tags("serving", "pseudonymised"),
+    code_version=CODE_VERSIONS["fraud_labels"],
 )
 def fraud_labels(lake: LakeStore, online_store: OnlineStore) -> dg.MaterializeResult:
     from fraud_assets.online_state.publish import LABEL_BATCH

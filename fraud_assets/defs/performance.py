@@ -4,8 +4,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.ingest import FEATURES as FEATURES_KEY
-from fraud_assets.partitions import batch_partitions
+from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, tags
+from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
+from fraud_assets.defs.partitions import batch_partitions
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
 
@@ -21,6 +22,9 @@ PERFORMANCE = dg.AssetKey("champion_performance")
     partitions_def=batch_partitions,
     group_name="monitoring",
     kinds={"catboost", "mlflow"},
+    owners=[FRAUD_MODELS],
+    tags=tags("monitoring", "none"),
+    code_version=CODE_VERSIONS["champion_performance"],
     description=(
         "What the served champion achieved on this batch once its labels are known (the batch "
         "is older than the label delay; investigators' labels replace the batch's own): AUC "

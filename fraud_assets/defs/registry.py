@@ -8,7 +8,8 @@ looked at it: a truncated export would otherwise send most rows to quarantine.
 
 import dagster as dg
 
-from fraud_assets.raw_format import TERMINALS_FILE
+from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, tags
+from fraud_assets.rawdata.format import TERMINALS_FILE
 from resources.storage import LakeStore, LandingZone
 
 TERMINAL_REGISTRY = dg.AssetKey("terminal_registry")
@@ -23,7 +24,9 @@ class RegistrySettings(dg.Config):
     key=TERMINAL_REGISTRY,
     group_name="ingestion",
     kinds={"csv", "parquet"},
-    owners=["team:data-platform"],
+    owners=[DATA_PLATFORM],
+    tags=tags("reference", "none"),
+    code_version=CODE_VERSIONS["terminal_registry"],
     description=f"Terminal master data from `{TERMINALS_FILE}` in the landing zone: the terminals "
     "batch cleaning accepts (others are quarantined as unknown_terminal).",
 )

@@ -33,9 +33,7 @@ concurrency:
 """
 
 
-POSTGRES_STORAGE = """\
-storage:  # runs, events and schedules in PostgreSQL (dagster-postgres), as in a deployment
-  postgres:
+_POSTGRES_DB = """\
     postgres_db:
       hostname: {host}
       port: {port}
@@ -48,12 +46,30 @@ storage:  # runs, events and schedules in PostgreSQL (dagster-postgres), as in a
         env: DAGSTER_PG_PASSWORD  # a secret: from the environment, never in this file
 """
 
+# Runs, events and schedules in PostgreSQL (dagster-postgres), as in a deployment. The three
+# storages are named one by one so that the event log can be the pooled one
+# (fraud_assets/dev/pooled_postgres.py): a batch run logs ten events per batch.
+POSTGRES_STORAGE = (
+    "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
+    "  config:\n" + _POSTGRES_DB
+    + "event_log_storage:\n  module: fraud_assets.dev.pooled_postgres\n"
+    "  class: PooledPostgresEventLogStorage\n  config:\n" + _POSTGRES_DB
+    + "schedule_storage:\n  module: dagster_postgres.schedule_storage\n"
+    "  class: PostgresScheduleStorage\n  config:\n" + _POSTGRES_DB
+)
 
-def instance_yaml(postgres: dict[str, str | int] | None = None) -> str:
-    """The settings; with `postgres` (host, port, user, db), Dagster's storage in PostgreSQL."""
+_PLAIN_POSTGRES_STORAGE = "storage:\n  postgres:\n" + _POSTGRES_DB
+
+
+def instance_yaml(postgres: dict[str, str | int] | None = None, pooled: bool = True) -> str:
+    """The settings; with `postgres` (host, port, user, db), Dagster's storage in PostgreSQL.
+
+    `pooled=False` names dagster-postgres's own event log (for checkouts without the pooled one).
+    """
     if postgres is None:
         return INSTANCE_YAML
-    return INSTANCE_YAML + POSTGRES_STORAGE.format(**postgres)
+    storage = POSTGRES_STORAGE if pooled else _PLAIN_POSTGRES_STORAGE
+    return INSTANCE_YAML + storage.format(**postgres)
 
 
 def ensure_instance_config(home: str | Path, postgres: dict | None = None) -> Path:

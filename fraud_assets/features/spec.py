@@ -1,4 +1,4 @@
-"""The feature definitions (DESIGN.md §3.4), in the one place every engine and serving follow.
+"""The feature definitions (docs/features.md), in the one place every engine and serving follow.
 
 Time is `tx_time_seconds` (recomputed by cleaning from the timestamp). Within a customer or a
 terminal, transactions are ordered by (tx_time_seconds, transaction_id): the id breaks ties inside

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+# Declared in fraud_assets.settings (TestHookSettings); read here directly: it is looked at on
+# every commit point, where building a settings object each time would show.
 CRASH_ENV = "FRAUD_LAKE_CRASH_AT"
 KILLED = 137  # the exit status a shell reports for kill -9
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from fraud_assets.filesystems import filesystem_for
 from fraud_assets.lake import restricted
 from fraud_assets.lake.atomic import is_local
+from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.lake.manifests import FileEntry
 from fraud_assets.lake.store import Lake
 

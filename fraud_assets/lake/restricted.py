@@ -8,7 +8,7 @@ their files are also encrypted, with a key of their own, not the pseudonymisatio
 
 from __future__ import annotations
 
-import os
+from fraud_assets.settings import secret_settings
 
 KEY_ENV = "FRAUD_QUARANTINE_KEY"
 RESTRICTED = "restricted"
@@ -20,7 +20,8 @@ class RestrictedKeyError(RuntimeError):
 
 def quarantine_key() -> bytes | None:
     """The restricted zone's key from the environment; None when encryption is off."""
-    key = os.environ.get(KEY_ENV, "").strip()
+    secret = secret_settings().quarantine_key
+    key = secret.get_secret_value().strip() if secret is not None else ""
     return key.encode("ascii") if key else None
 
 
@@ -58,4 +59,4 @@ def new_key() -> str:
 
 
 def env_key_set() -> bool:
-    return bool(os.environ.get(KEY_ENV, "").strip())
+    return quarantine_key() is not None

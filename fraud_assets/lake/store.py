@@ -28,7 +28,6 @@ from dataclasses import asdict
 import polars as pl
 from fsspec import AbstractFileSystem
 
-from fraud_assets.filesystems import join
 from fraud_assets.lake import restricted
 from fraud_assets.lake.atomic import is_local, sync_file, sync_folder, write_atomic
 from fraud_assets.lake.coverage import BatchCoverage
@@ -42,6 +41,7 @@ from fraud_assets.lake.crash import (
     crash_if,
     die,
 )
+from fraud_assets.lake.filesystems import join
 from fraud_assets.lake.manifests import COMMITS, Commit, FileEntry, manifest_path, new_commit_id
 
 CLEAN, QUARANTINE, FEATURES, REPORTS = "clean", "quarantine", "features", "reports"
@@ -58,6 +58,7 @@ BY_DATE = {CLEAN, FEATURES, LABELS}  # partitioned by transaction date; others: 
 RAW_LINE = "line"  # the quarantine column that holds the raw line (real ids): restricted
 WRITER_THREADS = 4  # Parquet files written side by side
 READ_ATTEMPTS = 3  # a commit landing mid-read removes files a reader listed: read again
+_FEW_BATCHES = 8  # up to this many named batches, read their manifests one by one
 
 
 class LakeReadError(RuntimeError):
@@ -275,7 +276,14 @@ class Lake:
     ) -> list[FileEntry]:
         """Committed files of `table`, by date then batch; optionally dated first..last."""
         out = []
-        for batch_id, commit in self.commits(stage_of(table)).items():
+        stage = stage_of(table)
+        if batches is not None and len(batches) <= _FEW_BATCHES:
+            # A few named batches: their manifests alone, not every manifest of the stage.
+            named = {b: self.commit_of(stage, b) for b in sorted(batches)}
+            commits = {b: c for b, c in named.items() if c is not None}
+        else:
+            commits = self.commits(stage)
+        for batch_id, commit in commits.items():
             if batch_id in exclude_batches or (batches is not None and batch_id not in batches):
                 continue
             for entry in commit.of(table):

@@ -1,4 +1,4 @@
-"""Paired bootstrap of a metric difference for champion–challenger promotion (DESIGN.md §4).
+"""Paired bootstrap of a metric difference for champion–challenger promotion (docs/models.md).
 
 Both models are scored on the SAME resampled rows in each replicate, so the interval reflects the
 difference itself rather than two noisy levels; promotion needs the whole percentile interval of

@@ -1,4 +1,4 @@
-"""Fraud-detection metrics of DESIGN.md §4 on plain arrays (no Dagster, no MLflow).
+"""Fraud-detection metrics of docs/models.md on plain arrays (no Dagster, no MLflow).
 
 Ranking metrics (AUC ROC, average precision, card precision@k) judge the score itself; threshold
 metrics and expected money judge the operating point that travels with the model. Every function
@@ -284,7 +284,7 @@ def summary(
     k: int = 100,
     cost_per_alert: float = COST_PER_ALERT,
 ) -> dict[str, float]:
-    """Every metric of §4 in one flat dict of floats, ready to log.
+    """Every metric of docs/models.md in one flat dict of floats, ready to log.
 
     Card precision needs both `day` and `card`, money needs `amount`; those are left out when
     their inputs are None. Keys: n_rows, fraud_rate, auc_roc, average_precision,

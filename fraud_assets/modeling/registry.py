@@ -1,4 +1,4 @@
-"""The MLflow 3 model registry as the platform uses it: aliases, not stages (DESIGN.md §4).
+"""The MLflow 3 model registry as the platform uses it: aliases, not stages (docs/models.md).
 
 - `challenger`: the newest trained model, waiting for the champion–challenger review.
 - `champion`: the model serving scores. Promotion moves this alias; the champions it replaced are

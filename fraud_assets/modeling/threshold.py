@@ -1,4 +1,4 @@
-"""Choose the operating threshold that travels with a model, by a stated policy (DESIGN.md §4).
+"""Choose the operating threshold that travels with a model, by a stated policy (docs/models.md).
 
 Alerts are raised on `score >= threshold`. Candidates are the observed distinct scores plus "just
 above the maximum" (flag nothing), so the constraint checked here is exactly the one that holds
@@ -26,7 +26,7 @@ class ThresholdPolicy(StrEnum):
     """How the operating threshold is chosen."""
 
     MAX_RECALL_AT_FPR = "max_recall_at_fpr"
-    """Highest recall with FPR <= max_fpr (the default of DESIGN.md §4)."""
+    """Highest recall with FPR <= max_fpr (the default policy, docs/models.md)."""
     MAX_EXPECTED_MONEY = "max_expected_money"
     """Highest `expected_money` net: caught fraud amounts minus the cost of reviewing alerts."""
 

@@ -1,4 +1,4 @@
-"""Train the CatBoost fraud model on a time window that respects the label delay (DESIGN.md §4).
+"""Train the CatBoost fraud model on a time window that respects the label delay (docs/models.md).
 
 Fraud labels arrive late: a transaction's label is trusted only `delay_days` after it happened. So,
 for data whose last date is `end`, the newest `delay_days` days are never used, and the labelled

@@ -146,6 +146,9 @@ class DriftInputs:
     numerical: list[str]
     categorical: list[str]
     skipped: list[str]
+    # Per column, what depends on the reference sample alone (drift_stats.column_drift's memo);
+    # kept with a remembered reference sample, None when the sample is not remembered.
+    memos: dict[str, dict] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -195,12 +198,14 @@ def drift_inputs(
             f"current {current.height} rows)"
         )
     key = (tuple(columns), sample_rows, seed, scorer is not None)
+    memos = None
     if reference_samples is not None and key in reference_samples:
-        ref = reference_samples[key]
+        ref, memos = reference_samples[key]
     else:
         ref = _sampled(reference, columns, sample_rows, seed, scorer)
         if reference_samples is not None:
-            reference_samples[key] = ref
+            memos = {}
+            reference_samples[key] = (ref, memos)
     cur = _sampled(current, columns, sample_rows, seed, scorer)
     if scorer is not None and SCORE not in columns:
         columns.append(SCORE)
@@ -223,6 +228,7 @@ def drift_inputs(
         numerical=[c for c in columns if c not in cat_names],
         categorical=[c for c in columns if c in cat_names],
         skipped=skipped,
+        memos=memos,
     )
 
 
@@ -284,10 +290,14 @@ def drift_statistics(
     )
     per_column = []
     for name in inputs.columns:
+        memo = inputs.memos.setdefault(name, {}) if inputs.memos is not None else {}
+        if "values" not in memo:
+            memo["values"] = _values(inputs.reference[name])
         test = column_drift(
-            _values(inputs.reference[name]),
+            memo["values"],
             _values(inputs.current[name]),
             categorical=name in inputs.categorical,
+            memo=memo,
         )
         per_column.append(ColumnDrift(name, test.method, test.score, test.threshold, test.drifted))
     return _result(per_column, inputs, share_threshold, html="")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from fraud_assets.lake import FEATURES, Lake
@@ -77,6 +78,7 @@ class ReferenceReader:
         self._batches: dict[str, pl.DataFrame] = {}
         self._windows: dict[tuple[dt.date, dt.date], pl.DataFrame] = {}
         self._union: tuple[dt.date, dt.date, pl.DataFrame] | None = None
+        self._union_days: np.ndarray | None = None
 
     def prefetch(self, references: list[Reference]) -> None:
         """Read the union of the given date windows once (a range's rolling windows)."""
@@ -87,6 +89,9 @@ class ReferenceReader:
         last = max(w[1] for w in windows)
         frame = self.lake.read_by_date(FEATURES, first, last)
         self._union = (first, last, frame)
+        # Days as integers, for slicing windows out of the union without a filter per batch.
+        days = frame["tx_datetime"].dt.date().to_physical().to_numpy() if frame.height else None
+        self._union_days = days if days is None or bool(np.all(days[1:] >= days[:-1])) else None
 
     def rows(self, reference: Reference) -> pl.DataFrame:
         if reference.batch_id is not None:
@@ -105,7 +110,15 @@ class ReferenceReader:
                 return union
             # Files are read in (date, batch) order, so a date filter keeps the order a read of
             # this window alone would give. Not cached: each rolling window is used once.
-            return union.filter(pl.col("tx_datetime").dt.date().is_between(*key))
+            days = self._union_days
+            if days is None:
+                return union.filter(pl.col("tx_datetime").dt.date().is_between(*key))
+            # Days never decrease along the union: the window is one slice (the same rows, in
+            # the same order, as the filter, without scanning the union).
+            epoch = dt.date(1970, 1, 1)
+            start = int(np.searchsorted(days, (key[0] - epoch).days, side="left"))
+            stop = int(np.searchsorted(days, (key[1] - epoch).days, side="right"))
+            return union.slice(start, stop - start)
         frame = self.lake.read_by_date(FEATURES, *key)
         self._windows[key] = frame
         return frame

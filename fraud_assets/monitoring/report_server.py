@@ -8,7 +8,6 @@ kept in the lake for the next.
 
 from __future__ import annotations
 
-import os
 import re
 
 from fastapi import FastAPI, HTTPException
@@ -16,16 +15,16 @@ from fastapi.responses import HTMLResponse
 
 from fraud_assets.lake import Lake
 from fraud_assets.monitoring.drift_reports import rendered_or_render
+from fraud_assets.settings import REPORTS_PORT, platform_settings
 
-DEFAULT_PORT = 8765
+DEFAULT_PORT = REPORTS_PORT
 _BATCH = re.compile(r"^[A-Za-z0-9_.-]+$")  # batch ids are file stems: no slashes, no `..`
 KINDS = ("drift",)
 
 
 def reports_base_url() -> str:
     """Where people's browsers reach this endpoint (FRAUD_REPORTS_URL)."""
-    default = f"http://127.0.0.1:{DEFAULT_PORT}"
-    return os.environ.get("FRAUD_REPORTS_URL", default).rstrip("/")
+    return platform_settings().reports
 
 
 def report_url(kind: str, batch_id: str) -> str:

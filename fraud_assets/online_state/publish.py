@@ -153,7 +153,7 @@ def warm_start(
     origin: dt.datetime | None = None,
 ) -> Published | None:
     """Load the newest state of the lake at `lake_url` into `store` (a service's start)."""
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
 
     started = time.perf_counter()
     try:

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import polars as pl
 
-from fraud_assets.raw_format import COLUMNS
+from fraud_assets.rawdata.format import COLUMNS
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Synthetic card transactions following the generative process of DESIGN.md §3.5."""
+"""Synthetic card transactions following the generative process of docs/simulator.md."""
 
 from fraud_assets.simulation.generator import SimulatedDay, TransactionSimulator
 from fraud_assets.simulation.params import FraudScenarios, SimulationParams

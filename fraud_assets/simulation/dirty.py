@@ -1,4 +1,4 @@
-"""Damage a clean batch with every defect class of DESIGN.md §3.2, recording exactly what was done.
+"""Damage a clean batch with every defect class (docs/raw-batches.md), recording what was done.
 
 The manifest is the ground truth the cleaning tests are matched against: one row per damaged line,
 with the line as written and, for repairable defects, the line cleaning must restore.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from fraud_assets.defects import REPAIRABLE, Defect
-from fraud_assets.raw_format import DATETIME_FORMAT
+from fraud_assets.rawdata.defects import REPAIRABLE, Defect
+from fraud_assets.rawdata.format import DATETIME_FORMAT
 
 SECONDS_PER_DAY = 86_400
 FIRST_DATA_LINE = 2  # line 1 is the header

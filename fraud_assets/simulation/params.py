@@ -1,4 +1,4 @@
-"""Every knob of the generative process (DESIGN.md §3.5), with the reference-run defaults."""
+"""Every knob of the generative process (docs/simulator.md), with the reference-run defaults."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import polars as pl
 from fsspec import AbstractFileSystem
 
 from fraud_assets.cleaning.terminal_registry import write_terminals_csv
-from fraud_assets.filesystems import join
-from fraud_assets.raw_format import (
+from fraud_assets.lake.filesystems import join
+from fraud_assets.rawdata.format import (
     COLUMNS,
     DATETIME_FORMAT,
     HEADER_LINE,

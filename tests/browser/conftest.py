@@ -83,11 +83,10 @@ def prepare_instance(
     Returns the Dagster home, the data dir and each batch's clean row count.
     """
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
     from fraud_assets.definitions import build_definitions
-    from fraud_assets.inprocess import publish_after, tick_sensor
-    from tests.conftest import write_days
+    from fraud_assets.dev.inprocess import publish_after, tick_sensor
+    from tests.support import write_days
 
     home, data_dir = root / "dagster_home", root / "data"
     ensure_instance_config(home)
@@ -99,7 +98,7 @@ def prepare_instance(
         for name, value in _ui_env(home, data_dir, reports_url).items():
             mp.setenv(name, value)
         defs = build_definitions()  # resources from the environment, as the code location's
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
             # The terminal registry first, as the demo does: cleaning checks terminals against it.
             registry = tick_sensor(defs, instance, "terminal_registry_sensor", log_level="ERROR")
             assert not registry.failed, f"terminal registry failed: {registry.failed}"

@@ -23,6 +23,19 @@ from fraud_assets.lake import (
 from fraud_assets.privacy import Pseudonymizer
 
 
+class RowsNotConservedError(RuntimeError):
+    """raw rows != clean + quarantined + dropped duplicates: a bug, never bad data. Nothing of
+    the batch is committed; `result` holds the counts for the `rows_conserved` check."""
+
+    def __init__(self, batch_id: str, result: CleanResult) -> None:
+        super().__init__(
+            f"{batch_id}: rows not conserved: {result.raw_rows} raw != {result.clean.height} "
+            f"clean + {result.quarantine.height} quarantined + {result.duplicates} duplicates; "
+            "nothing was committed"
+        )
+        self.result = result
+
+
 def content_digest(frame: pl.DataFrame) -> str:
     """A digest of a table's rows and schema: equal tables, equal digests.
 
@@ -44,7 +57,7 @@ def clean_into_lake(
 ) -> CleanResult:
     result = clean_batch(source, batch_id, pseudonymizer, config, name=name)
     if not result.conserved:  # a bug, never bad data: every line has exactly one destination
-        raise AssertionError(f"{batch_id}: rows not conserved")
+        raise RowsNotConservedError(batch_id, result)
     first, last = _coverage(result, batch_id, config)
     coverage = BatchCoverage(
         batch_id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import warnings
 
 import numpy as np
@@ -29,9 +28,11 @@ class DevelopmentKeyWarning(UserWarning):
 
 
 def key_from_env() -> bytes:
-    key = os.environ.get(KEY_ENV)
-    if key:
-        return key.encode()
+    from fraud_assets.settings import secret_settings
+
+    key = secret_settings().pseudonym_key
+    if key is not None:
+        return key.get_secret_value().encode()
     message = (
         f"{KEY_ENV} is not set: pseudonymising ids with the PUBLIC DEVELOPMENT KEY. Anyone can "
         f"reverse these pseudonyms. Set {KEY_ENV} to a secret before processing real card data."

@@ -18,7 +18,7 @@ import polars as pl
 
 from fraud_assets.cleaning.rules import DEFAULT_MAX_AMOUNT
 from fraud_assets.features.spec import WINDOWS_DAYS
-from fraud_assets.raw_format import BatchPeriod
+from fraud_assets.rawdata.format import BatchPeriod
 
 SECONDS_PER_DAY = 86_400
 

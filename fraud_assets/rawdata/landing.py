@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from fsspec import AbstractFileSystem
 
-from fraud_assets.filesystems import join
-from fraud_assets.raw_format import (
+from fraud_assets.lake.filesystems import join
+from fraud_assets.rawdata.format import (
     DATA_SUFFIX,
     MANIFEST_SUFFIX,
     MARKER_SUFFIX,

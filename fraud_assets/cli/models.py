@@ -28,12 +28,14 @@ _MODEL = typer.Option("--model-name", help="Registered model name.")
 
 
 def _registry(tracking_uri: str | None, model_name: str):  # noqa: ANN202 - mlflow imported late
-    from resources.environments import model_store
+    from fraud_assets.modeling.registry import ModelRegistry
+    from fraud_assets.settings import ensure_store_folder, platform_settings
 
-    store = model_store()
-    if tracking_uri:
-        store = store.model_copy(update={"tracking_uri": tracking_uri, "artifact_location": None})
-    return store.model_copy(update={"model_name": model_name}).registry()
+    settings = platform_settings()
+    uri = tracking_uri or settings.tracking_uri
+    artifacts = None if tracking_uri else settings.artifact_location
+    ensure_store_folder(uri)
+    return ModelRegistry(uri, model_name=model_name, artifact_location=artifacts)
 
 
 @model_app.command("list")
@@ -105,10 +107,10 @@ def _change_champion(tracking_uri: str | None, model_name: str, change) -> None:
 
 def _sync_lake_copy(registry) -> None:  # noqa: ANN001 - a ModelRegistry
     """Batch runs score drift with the champion's copy in the lake: refresh it now."""
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.champion_snapshot import sync_champion
-    from resources.environments import lake_url
+    from fraud_assets.settings import lake_url
 
     url = lake_url()
     try:
@@ -159,8 +161,8 @@ def backtest(
     """
     import polars as pl
 
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import FEATURES, Lake
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.backtest import REPORTED, mean_of
     from fraud_assets.modeling.backtest import backtest as run_backtest
     from fraud_assets.modeling.metrics import (

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import IO
 
-from fraud_assets.raw_format import HEADER, HEADER_LINE, BatchMarker
+from fraud_assets.rawdata.format import HEADER, HEADER_LINE, BatchMarker
 
 CHUNK = 8 << 20
 

@@ -46,16 +46,16 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     # Environment first: the definitions read it when they are imported.
     os.environ.setdefault("FRAUD_TRAINING_WINDOW_DAYS", str(DEMO_TRAINING_WINDOW_DAYS))
     from fraud_assets.dev.instance import ensure_instance_config
-    from resources.environments import data_dir, lake_url, landing_url
+    from fraud_assets.settings import data_dir, lake_url, landing_url
 
     home = os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
     ensure_instance_config(home)
 
     import dagster as dg
 
-    from fraud_assets.cli import run_simulation, summary_line
+    from fraud_assets.cli.simulate import run_simulation, summary_line
     from fraud_assets.definitions import defs
-    from fraud_assets.filesystems import filesystem_for
+    from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.params import DriftScenario
 
@@ -121,7 +121,7 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 def _land(fs, incoming: str, landing: str, batches: list[str]) -> None:  # noqa: ANN001
     """Move batches into the landing zone as a bank's export would arrive: terminal master data
     first, then per batch its defect manifest, its data file, and its completion marker last."""
-    from fraud_assets.raw_format import TERMINALS_FILE, data_name, manifest_name, marker_name
+    from fraud_assets.rawdata.format import TERMINALS_FILE, data_name, manifest_name, marker_name
 
     fs.makedirs(landing, exist_ok=True)
     if fs.exists(f"{incoming}/{TERMINALS_FILE}"):
@@ -134,8 +134,8 @@ def _land(fs, incoming: str, landing: str, batches: list[str]) -> None:  # noqa:
 
 def _ingest(console: Console, defs, instance, summary: DemoSummary, days: int) -> bool:  # noqa: ANN001
     """Landing sensor → ranged ingest runs → online state; True when anything failed."""
-    from fraud_assets.cli import progress_bar
-    from fraud_assets.inprocess import publish_after, tick_sensor
+    from fraud_assets.cli.console import progress_bar
+    from fraud_assets.dev.inprocess import publish_after, tick_sensor
 
     # The terminal registry first: cleaning quarantines rows of terminals the bank does not know.
     registry = tick_sensor(defs, instance, "terminal_registry_sensor", log_level="WARNING")
@@ -170,7 +170,7 @@ def _ingest(console: Console, defs, instance, summary: DemoSummary, days: int) -
 
 
 def _train_and_review(console: Console, defs, instance, summary: DemoSummary) -> bool:  # noqa: ANN001
-    from fraud_assets.inprocess import tick_sensor
+    from fraud_assets.dev.inprocess import tick_sensor
 
     with console.status("training CatBoost and running the champion–challenger review…"):
         training = tick_sensor(defs, instance, "retraining_sensor", log_level="WARNING")
@@ -224,9 +224,9 @@ def _performance(console: Console, defs, instance, summary: DemoSummary) -> bool
 
 
 def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
-    from fraud_assets.filesystems import filesystem_for
     from fraud_assets.lake import QUARANTINE, Lake
-    from resources.environments import lake_url
+    from fraud_assets.lake.filesystems import filesystem_for
+    from fraud_assets.settings import lake_url
 
     table = Table(title="Batches")
     for column in ("batch", "raw rows", "clean", "quarantined", "drift"):
@@ -360,8 +360,10 @@ def _print_summary(console: Console, s: DemoSummary, home: str, seconds: float) 
     console.print(table)
     console.rule("[bold]Where to look next")
     console.print(f"Dagster UI and drift reports: [bold]make ui[/] (DAGSTER_HOME={home})")
-    mlflow_db = Path(os.environ.get("FRAUD_DATA_DIR", "data")).resolve() / "mlflow" / "mlflow.db"
-    console.print(f"MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
+    from fraud_assets.settings import platform_settings
+
+    uri = platform_settings().tracking_uri
+    console.print(f"MLflow UI: [bold].venv/bin/mlflow ui --backend-store-uri {uri}")
     if s.drifted:
         console.print(f"Drift report of a drifted batch: {report_url('drift', s.drifted[-1])}")
     console.print("Scoring API: [bold]fraud serve[/] then http://127.0.0.1:8000/docs")

@@ -1,4 +1,4 @@
-"""Defect classes of raw batches (DESIGN.md §3.2): the simulator injects them, cleaning handles
+"""Defect classes of raw batches (docs/raw-batches.md): the simulator injects them, cleaning handles
 them.
 
 The values double as quarantine reason codes for the classes that are quarantined.
@@ -10,7 +10,7 @@ from enum import StrEnum
 class Defect(StrEnum):
     """Defect classes; the values double as quarantine reason codes where a row is quarantined."""
 
-    HOUR_24 = "hour_24"  # §3.2 #1 and #2: 24:00:00 with the day count of the day before
+    HOUR_24 = "hour_24"  # #1 and #2: 24:00:00 with the day count of the day before
     WRONG_SECONDS = "wrong_seconds"  # #3: seconds counted from a wrong origin
     DAYS_TOO_SMALL = "days_too_small"  # #4: days below seconds / 86400
     DUPLICATE = "duplicate"  # #5: an exact copy of another line

@@ -1,4 +1,4 @@
-"""The raw batch file contract (DESIGN.md §3.1), shared by the simulator, ingestion and cleaning."""
+"""The raw batch file contract (docs/raw-batches.md): simulator, ingestion and cleaning share it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Batch processing without Dagster: pipeline steps, ranged runs, table schemas, requests."""

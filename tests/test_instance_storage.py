@@ -1,0 +1,89 @@
+"""The instance settings the platform writes: Dagster's storage in PostgreSQL with a pooled
+event log, so a run's events do not each open new connections (fraud_assets/dev/instance.py).
+
+Runs against the local PostgreSQL server, in a database of its own.
+"""
+
+import os
+import uuid
+
+import dagster as dg
+import psycopg
+import pytest
+import yaml
+
+from fraud_assets.dev.instance import ensure_instance_config, instance_yaml
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def database():
+    name = f"test_instance_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield {"host": "127.0.0.1", "port": 5432, "user": "postgres", "db": name}
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def backends(db: str) -> int:
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+        return c.execute(query, (db,)).fetchone()[0]
+
+
+def connections_opened(db: str) -> int:
+    """Backends started for this database so far (pg_stat_database counts sessions)."""
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        query = "SELECT sessions FROM pg_stat_database WHERE datname = %s"
+        return c.execute(query, (db,)).fetchone()[0]
+
+
+EVENTS = 200  # observations one run logs (a ranged batch run logs ~10 events per batch)
+
+
+@dg.asset
+def noisy(context: dg.AssetExecutionContext) -> None:
+    for i in range(EVENTS):
+        context.log_event(dg.AssetObservation("noisy", metadata={"i": i}))
+
+
+def test_the_postgres_settings_keep_the_password_out_of_the_file(database):
+    text = instance_yaml(database)
+    config = yaml.safe_load(text)
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):
+        db = config[storage]["config"]["postgres_db"]
+        assert db["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+        assert db["db_name"] == database["db"]
+    assert config["event_log_storage"]["class"] == "PooledPostgresEventLogStorage"
+
+
+def test_a_run_stores_its_events_through_a_few_pooled_connections(database, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
+    (tmp_path / "dagster.yaml").write_text(instance_yaml(database))
+    opened_before = connections_opened(database["db"])
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        result = dg.materialize([noisy], instance=instance)
+        assert result.success
+        records = instance.fetch_observations(dg.AssetKey("noisy"), limit=EVENTS + 1).records
+        assert len(records) == EVENTS
+        opened = connections_opened(database["db"]) - opened_before
+    # Without the pool every event opens one or more connections (more than EVENTS in all);
+    # pooled, the event log reuses a few and only the instance's start-up opens others.
+    assert opened < EVENTS / 2, f"{opened} connections opened for one run"
+
+
+def test_plain_settings_name_dagster_postgres_own_storage(database):
+    config = yaml.safe_load(instance_yaml(database, pooled=False))
+    assert set(config["storage"]) == {"postgres"}
+
+
+def test_an_operators_file_is_kept(tmp_path):
+    path = tmp_path / "dagster.yaml"
+    path.write_text("telemetry:\n  enabled: true\n")
+    ensure_instance_config(tmp_path, {"host": "h", "port": 1, "user": "u", "db": "d"})
+    assert path.read_text() == "telemetry:\n  enabled: true\n"
+    assert os.path.exists(path)
