@@ -20,7 +20,9 @@ from fraud_assets.modeling.performance import DecayRule, decay_reason, labels_kn
 from fraud_assets.modeling.review import training_end
 from fraud_assets.modeling.training import score, train_model
 from resources.models import ModelTraining
-from tests.conftest import SMALL_TRAINING, platform_resources
+from tests.support import SMALL_TRAINING, platform_resources
+
+pytestmark = pytest.mark.dagster  # trains CatBoost, materializes assets
 
 # -- the decay rule ---------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from fraud_assets.lake import FEATURES
 from fraud_assets.modeling.selection import candidates, fold_starts, select
 from fraud_assets.modeling.selection_log import CANDIDATE, KIND_TAG, PARENT_TAG, SELECTION
 from fraud_assets.modeling.training import TrainingConfig
-from tests.conftest import SMALL_TRAINING, platform_resources
+from tests.support import SMALL_TRAINING, platform_resources
+
+pytestmark = pytest.mark.dagster  # trains CatBoost, materializes assets
 
 TINY_GRID = {"window_days": [7, 14], "depth": [3, 4]}
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.features.polars_engine import compute_features
 from fraud_assets.features.spec import LABEL_DELAY_DAYS, RUN_WINDOW_DAYS, SECONDS_PER_DAY
-from tests.conftest import hand_rows
+from tests.support import hand_rows
 
 DAY = SECONDS_PER_DAY
 D, R = LABEL_DELAY_DAYS * DAY, RUN_WINDOW_DAYS * DAY
