@@ -84,8 +84,8 @@ def raw_messages(n: int, first_id: int) -> list[bytes]:
 
 
 def scorer_from_env(uri: str, artifacts: str, redis_url: str, prefix: str) -> Any:
-    from fraud_assets.serving.app import build_scorer
     from fraud_assets.serving.settings import ServiceSettings
+    from fraud_assets.serving.wiring import build_scorer
 
     settings = ServiceSettings(
         mlflow_tracking_uri=uri,

@@ -318,6 +318,8 @@ class ServiceSettings(BaseSettings):
 
     api_token: str | None = None
     feedback_token: str | None = None
+    investigator_token: str | None = None  # the investigators' desk (/desk)
+    desk_budget: int = Field(100, ge=1, le=100_000)  # cards the daily queue shows (k)
     origin_date: dt.date = DEFAULT_ORIGIN
     max_clock_skew_seconds: int = Field(86_400, ge=0)
     max_body_bytes: int = Field(2_000_000, ge=1_000)
@@ -344,7 +346,7 @@ class ServiceSettings(BaseSettings):
     def _blank(cls, value: Any) -> Any:
         return _blank_is_unset(value)
 
-    @field_validator("api_token", "feedback_token", mode="before")
+    @field_validator("api_token", "feedback_token", "investigator_token", mode="before")
     @classmethod
     def _no_blank_token(cls, value: Any) -> Any:
         # A blank token once switched authentication off without a word: refuse it instead.
@@ -361,6 +363,11 @@ class ServiceSettings(BaseSettings):
             raise ValueError("FRAUD_TLS_CERTFILE and FRAUD_TLS_KEYFILE must be set together")
         if self.feedback_token is not None and self.feedback_token == self.api_token:
             raise ValueError("FRAUD_FEEDBACK_TOKEN must differ from FRAUD_API_TOKEN (two roles)")
+        if self.investigator_token is not None and self.investigator_token in (
+            self.api_token,
+            self.feedback_token,
+        ):
+            raise ValueError("FRAUD_INVESTIGATOR_TOKEN must differ from the other roles' tokens")
         return self
 
     @property

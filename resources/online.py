@@ -41,8 +41,8 @@ class OnlineStore(dg.ConfigurableResource):
         """The Redis store, or None when the services keep their state in process."""
         if not self.redis_url:
             return None
-        from fraud_assets.serving.app import redis_client
         from fraud_assets.serving.online_features import RedisFeatureStore
+        from fraud_assets.serving.wiring import redis_client
 
         return RedisFeatureStore(redis_client(self.redis_url, 10.0), prefix=self.prefix)
 

@@ -250,7 +250,9 @@ with dg.instance_for_test() as instance:
     instance.add_dynamic_partitions("batches", batches)
     defs = build_definitions(platform_resources(landing, data))
     assert run_batches(defs, instance, batches).success
-heavy = ("evidently", "pandera", "mlflow", "catboost", "sklearn", "pyspark", "dagster_aws")
+heavy = (
+    "evidently", "pandera", "mlflow", "catboost", "sklearn", "pyspark", "dagster_aws", "fastapi"
+)
 print([m for m in heavy if m in sys.modules])
 """
     result = subprocess.run(

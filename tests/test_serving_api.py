@@ -184,8 +184,12 @@ def test_score_one_and_batch_with_the_champion(source, registry, trained):
         assert body["model_version"] == 1
         assert body["threshold"] == registry.version(1).threshold
         assert body["decided_by"] == "model"
+        review = registry.version(1).review_threshold
+        assert review is not None and review <= body["threshold"]  # trained with a review band
+        assert body["review_threshold"] == review
+        p = body["fraud_probability"]
         assert body["decision"] == (
-            "block" if body["fraud_probability"] >= body["threshold"] else "allow"
+            "block" if p >= body["threshold"] else "review" if p >= review else "allow"
         )
         assert body["latency_ms"] > 0
         assert "reasons" not in body

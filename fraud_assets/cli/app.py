@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fraud_assets.cli.batches import clean, features
+from fraud_assets.cli.investigate import investigate
 from fraud_assets.cli.lake import lake_app
 from fraud_assets.cli.models import backtest, model_app
 from fraud_assets.cli.platform import demo, reports
@@ -24,6 +25,7 @@ app.add_typer(lake_app, name="lake")
 app.command()(backtest)
 app.command("serve")(serve)
 app.command("stream")(stream)
+app.command("investigate")(investigate)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from fraud_assets.batch.schemas import (
 )
 from fraud_assets.defs.keys import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.features.spec import FEATURE_COLUMNS
-from fraud_assets.monitoring.report_server import report_url
+from fraud_assets.monitoring.report_links import report_url
 
 Event = dg.AssetMaterialization | dg.AssetCheckEvaluation
 

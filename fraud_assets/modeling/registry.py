@@ -68,6 +68,12 @@ class ModelVersionInfo:
     aliases: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def review_threshold(self) -> float | None:
+        """Scores from here up to `threshold` go to the investigators (absent: no review band)."""
+        value = self.tags.get("review_threshold")
+        return float(value) if value is not None else None
+
     @classmethod
     def of(cls, mv: ModelVersion) -> ModelVersionInfo:
         tags = dict(mv.tags or {})
@@ -211,6 +217,11 @@ class ModelRegistry:
             "threshold": repr(trained.threshold.threshold),
             "threshold_policy": str(trained.threshold.policy),
             "max_fpr": str(trained.threshold.max_fpr),
+            **(
+                {"review_threshold": repr(trained.review_threshold)}
+                if trained.review_threshold is not None
+                else {}
+            ),
             "data_end": str(window.data_end),
             "train_window": f"{window.train_start}..{window.train_end}",
             "validation_window": f"{window.valid_start}..{window.valid_end}",

@@ -119,3 +119,44 @@ def choose_threshold(
         metrics=metrics,
         max_fpr=max_fpr if policy is ThresholdPolicy.MAX_RECALL_AT_FPR else None,
     )
+
+
+DEFAULT_DAILY_BUDGET = 100  # cards an investigation team checks a day
+
+
+def review_threshold_for_budget(
+    score: ArrayLike,
+    card: ArrayLike,
+    day: ArrayLike,
+    budget: int = DEFAULT_DAILY_BUDGET,
+    block_threshold: float | None = None,
+) -> float:
+    """The lowest score at which, on these rows, the cards reaching it number at most `budget`
+    a day on average: the review band [review, block) is sized to what investigators can check.
+
+    A card counts once a day, at its highest score. Candidates are the observed per-day card
+    maxima; the result never exceeds `block_threshold` (a review band above blocking is empty).
+    """
+    if budget < 1:
+        raise ValueError("budget must be >= 1")
+    s = as_scores(score, np.asarray(score).shape[0] if np.ndim(score) else 0)
+    cards = np.asarray(card)
+    days = np.asarray(day)
+    if s.size == 0:
+        return float(block_threshold) if block_threshold is not None else 1.0
+    # Highest score per (day, card), then how many distinct days there are.
+    order = np.lexsort((-s, cards, days))
+    d, c, v = days[order], cards[order], s[order]
+    first = np.ones(len(v), dtype=bool)
+    first[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1])
+    maxima = np.sort(v[first])[::-1]
+    n_days = len(np.unique(days))
+    allowed = budget * n_days  # card-days the budget covers over the slice
+    if allowed >= len(maxima):
+        threshold = float(maxima[-1])
+    else:
+        # Strictly above the (allowed+1)-th highest maximum: ties never push the count over.
+        threshold = float(np.nextafter(maxima[allowed], np.inf))
+    if block_threshold is not None:
+        threshold = min(threshold, float(block_threshold))
+    return threshold

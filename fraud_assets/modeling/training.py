@@ -24,9 +24,16 @@ import pandas as pd
 import polars as pl
 from catboost import CatBoostClassifier, Pool
 
+from fraud_assets.features.feedback import FEEDBACK_FEATURES
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.modeling.metrics import scenario_recall, summary
-from fraud_assets.modeling.threshold import ThresholdChoice, ThresholdPolicy, choose_threshold
+from fraud_assets.modeling.threshold import (
+    DEFAULT_DAILY_BUDGET,
+    ThresholdChoice,
+    ThresholdPolicy,
+    choose_threshold,
+    review_threshold_for_budget,
+)
 
 LABEL = "tx_fraud"
 TX_DATE = pl.col("tx_datetime").dt.date()
@@ -71,6 +78,12 @@ class TrainingConfig:
     l2_leaf_reg: float = 3.0
     features: tuple[str, ...] = tuple(FEATURE_COLUMNS)
     """The model inputs, a subset of `spec.FEATURE_COLUMNS` in that order by default."""
+    review_budget: int = DEFAULT_DAILY_BUDGET  # cards a day the review band is sized to
+    feedback_features: bool = False  # also train on FEEDBACK_FEATURES (features/feedback.py)
+
+    def feature_columns(self) -> list[str]:
+        """`features`, then FEEDBACK_FEATURES when `feedback_features` is on."""
+        return list(self.features) + (list(FEEDBACK_FEATURES) if self.feedback_features else [])
 
     def __post_init__(self) -> None:
         # Accept plain strings (from Dagster config or the CLI) but keep the enums afterwards.
@@ -144,6 +157,9 @@ class TrainedModel:
     best_iteration: int
     params: dict[str, Any] = field(default_factory=dict)
     input_example: pl.DataFrame | None = None  # a few validation rows of the model inputs
+    # Scores in [review_threshold, threshold) go to the investigators' queue; sized on the
+    # validation slice to the daily budget (`threshold.review_threshold_for_budget`).
+    review_threshold: float | None = None
 
 
 def training_window_bounds(
@@ -229,28 +245,45 @@ def _matrix(frame: pl.DataFrame | pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame.select(names).to_numpy().astype(np.float64, copy=False)
 
 
-def _pool(frame: pl.DataFrame, names: list[str]) -> Pool:
+def _pool(frame: pl.DataFrame, names: list[str] | None = None) -> Pool:
+    names = names or list(FEATURE_COLUMNS)
     return Pool(_matrix(frame, names), label=frame[LABEL].to_numpy(), feature_names=names)
 
 
 def train_model(
-    features: pl.DataFrame, end: dt.date, config: TrainingConfig = TrainingConfig()
+    features: pl.DataFrame,
+    end: dt.date,
+    config: TrainingConfig = TrainingConfig(),
+    extra_train: pl.DataFrame | None = None,
 ) -> TrainedModel:
     """Fit CatBoost on the training days, early-stop and pick the threshold on validation.
+
+    `extra_train`: more training rows, e.g. rows inside the label gap that investigators have
+    labelled already (`known_labels.gap_rows_with_known_labels`). With
+    `config.feedback_features` the model also takes FEEDBACK_FEATURES (the frame must hold them).
 
     The same data, config and seed give the same model: rows are sorted by time and id first, and
     CatBoost runs seeded with a fixed thread count.
     """
     train, valid, window = split_window(features, end, config)
+    if extra_train is not None and extra_train.height:
+        train = pl.concat([train, extra_train.select(train.columns)], how="vertical_relaxed")
+    names = config.feature_columns()
     params = config.catboost_params()
     model = CatBoostClassifier(**params)
-    names = list(config.features)
     model.fit(_pool(train, names), eval_set=_pool(valid, names))
     valid_score = score(model, valid)
     y = valid[LABEL].to_numpy()
     amount = valid["tx_amount"].to_numpy()
     choice = choose_threshold(
         y, valid_score, policy=config.threshold_policy, max_fpr=config.max_fpr, amount=amount
+    )
+    review = review_threshold_for_budget(
+        valid_score,
+        valid["customer_id"].to_numpy(),
+        valid.select(TX_DATE).to_series().to_numpy(),
+        budget=config.review_budget,
+        block_threshold=choice.threshold,
     )
     metrics = summary(
         y,
@@ -281,6 +314,7 @@ def train_model(
         best_iteration=int(model.get_best_iteration() or 0),
         params={k: str(v) for k, v in logged.items()},
         input_example=valid.select(names).head(EXAMPLE_ROWS),
+        review_threshold=review,
     )
 
 

@@ -15,20 +15,11 @@ from fastapi.responses import HTMLResponse
 
 from fraud_assets.lake import Lake
 from fraud_assets.monitoring.drift_reports import rendered_or_render
-from fraud_assets.settings import REPORTS_PORT, platform_settings
+from fraud_assets.settings import REPORTS_PORT
 
 DEFAULT_PORT = REPORTS_PORT
 _BATCH = re.compile(r"^[A-Za-z0-9_.-]+$")  # batch ids are file stems: no slashes, no `..`
 KINDS = ("drift",)
-
-
-def reports_base_url() -> str:
-    """Where people's browsers reach this endpoint (FRAUD_REPORTS_URL)."""
-    return platform_settings().reports
-
-
-def report_url(kind: str, batch_id: str) -> str:
-    return f"{reports_base_url()}/reports/{kind}/{batch_id}.html"
 
 
 def create_app(lake: Lake) -> FastAPI:

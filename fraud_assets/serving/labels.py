@@ -33,14 +33,16 @@ LABEL_COLUMNS = (
     "fraud",
     "labelled_at",
     "source",
+    "known_at_seconds",  # the data clock when recorded (null in records written before it)
 )
 
 
 class LabelLog:
     """Append-only JSON-lines files in `directory`, one per process and day."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, prefix: str = "labels") -> None:
         self.directory = Path(directory)
+        self.prefix = prefix
         self._lock = threading.Lock()
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -49,19 +51,19 @@ class LabelLog:
         day = dt.datetime.now(dt.UTC).date().isoformat()
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"labels-{day}-{self._tag}.jsonl"
+            path = self.directory / f"{self.prefix}-{day}-{self._tag}.jsonl"
             with open(path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
 
     def read(self) -> list[dict[str, Any]]:
-        return _read(self.directory)
+        return _read(self.directory, self.prefix)
 
 
-def _read(directory: Path) -> list[dict[str, Any]]:
+def _read(directory: Path, prefix: str = "labels") -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("labels-*.jsonl")) if directory.is_dir() else []:
+    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 if line.endswith("\n"):  # a torn last line (crash mid-write) is not a label
@@ -82,6 +84,7 @@ def read_label_log(directory: str | Path):  # noqa: ANN201 - polars.DataFrame
         "fraud": pl.Boolean,
         "labelled_at": pl.String,
         "source": pl.String,
+        "known_at_seconds": pl.Int64,
     }
     frame = pl.DataFrame([{k: r.get(k) for k in LABEL_COLUMNS} for r in records], schema=schema)
     return frame.with_columns(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from fraud_assets.features.feedback import FEEDBACK_FEATURES
 from fraud_assets.features.spec import FEATURE_COLUMNS
 from fraud_assets.serving.fast_trees import ObliviousTrees
 
@@ -41,6 +42,7 @@ class LoadedModel:
     version: int
     feature_names: tuple[str, ...]
     trees: ObliviousTrees | None = None  # the same model for single rows, without a Pool each
+    review_threshold: float | None = None  # [review, threshold): the investigators' queue
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def probabilities(self, x: np.ndarray) -> list[float]:
@@ -53,9 +55,11 @@ class LoadedModel:
         return [float(p) for p in self.model.predict_proba(x, thread_count=threads)[:, 1]]
 
     @classmethod
-    def of(cls, model: Any, threshold: float, version: int) -> LoadedModel:
+    def of(
+        cls, model: Any, threshold: float, version: int, review_threshold: float | None = None
+    ) -> LoadedModel:
         names = tuple(model.feature_names_ or ()) or tuple(FEATURE_COLUMNS)
-        missing = [n for n in names if n not in FEATURE_COLUMNS]
+        missing = [n for n in names if n not in FEATURE_COLUMNS and n not in FEEDBACK_FEATURES]
         if missing:
             raise ValueError(
                 f"model v{version} needs inputs serving does not compute: {', '.join(missing)}"
@@ -66,6 +70,7 @@ class LoadedModel:
             version=int(version),
             feature_names=names,
             trees=ObliviousTrees.from_catboost(model),
+            review_threshold=None if review_threshold is None else float(review_threshold),
         )
 
 
@@ -120,10 +125,12 @@ class ModelSource:
         return cls(registry, alias=settings.model_alias)
 
     @classmethod
-    def fixed(cls, model: Any, threshold: float, version: int) -> ModelSource:
+    def fixed(
+        cls, model: Any, threshold: float, version: int, review_threshold: float | None = None
+    ) -> ModelSource:
         """A source serving one given model (no registry): for tests and offline tools."""
         source = cls(registry=None)
-        source._current = LoadedModel.of(model, threshold, version)
+        source._current = LoadedModel.of(model, threshold, version, review_threshold)
         return source
 
     @property
@@ -175,7 +182,7 @@ class ModelSource:
                 # Load by fixed version number: model and threshold come from that version even
                 # if the alias moves again meanwhile.
                 model, threshold = self.registry.load(info.version)
-                loaded = LoadedModel.of(model, threshold, info.version)
+                loaded = LoadedModel.of(model, threshold, info.version, info.review_threshold)
             except Exception as e:  # noqa: BLE001 - any registry/load failure keeps the old model
                 self.healthy = False
                 self.last_error = f"{type(e).__name__}: {e}"[:500]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BLOCK, ALLOW = "block", "allow"
+REVIEW = "review"  # the model only: scores in [review_threshold, threshold) go to the queue
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ Public API
     ModelNotReady         (RuntimeError) no model loaded yet
     FeatureStoreUnavailable (RuntimeError) the online feature store failed (e.g. Redis down)
 
-Decision vocabulary: "block" (fraud_probability >= threshold, or a rule fired) / "allow".
+Decision vocabulary: "block" (fraud_probability >= threshold, or a rule fired), "review"
+(review_threshold <= fraud_probability < threshold: the investigators' queue; only when the
+served version carries a review threshold) or "allow". Both thresholds travel with the version.
 `decided_by` is "model" or "rule:<name>" (see `rules.py`). A rule-decided transaction is still
 recorded in the online feature store (it happened: the batch data holds it too) and still
 scored when a model is loaded, so its probability is reported for monitoring.
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,11 +57,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.serving.feedback_state import FeedbackState
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import LoadedModel, ModelSource
 from fraud_assets.serving.online_features import OnlineFeatureStore, TimeRefused, Transaction
-from fraud_assets.serving.rules import ALLOW, BLOCK, RuleDecision, RuleSet
+from fraud_assets.serving.rules import ALLOW, BLOCK, REVIEW, RuleDecision, RuleSet
 from fraud_assets.serving.settings import DEFAULT_ORIGIN
+
+# Called after each scored group: (prepared, feature vectors, results), index-aligned.
+ScoredObserver = Callable[[Sequence["Prepared"], Sequence[Any], Sequence[Any]], None]
 
 INT64_MAX = 2**63 - 1
 MAX_AMOUNT = 1e12  # anything above is a client bug, not a payment
@@ -258,9 +264,15 @@ class Scorer:
         pseudonymizer: Pseudonymizer | None = None,
         origin: dt.date | dt.datetime = DEFAULT_ORIGIN,
         label_log: LabelLog | None = None,
+        feedback_state: FeedbackState | None = None,
+        observers: Sequence[ScoredObserver] = (),
     ) -> None:
         self.store = store
         self.label_log = label_log
+        # Optional: the feedback features (labels usable from the moment they are recorded)
+        # join every vector; and observers (the investigators' desk) see every scored item.
+        self.feedback_state = feedback_state
+        self.observers = list(observers)
         self.model_source = model_source
         self.rules = rules or RuleSet()
         self.pseudonymizer = pseudonymizer or Pseudonymizer()
@@ -399,13 +411,14 @@ class Scorer:
                 decision, decided_by = p.rule.decision, p.rule.decided_by
             else:
                 assert loaded is not None and probability is not None
-                decision = BLOCK if probability >= loaded.threshold else ALLOW
+                decision = _outcome(probability, loaded)
                 decided_by = "model"
             result: dict[str, Any] = {
                 "transaction_id": p.raw.transaction_id,
                 "fraud_probability": probability,
                 "decision": decision,
                 "threshold": loaded.threshold if loaded else None,
+                "review_threshold": loaded.review_threshold if loaded else None,
                 "model_version": loaded.version if loaded else None,
                 "decided_by": decided_by,
                 "latency_ms": (finished - p.received) * 1000.0,
@@ -417,6 +430,8 @@ class Scorer:
             if features:
                 result["features"] = vector
             out.append(result)
+        for observer in self.observers:
+            observer(prepared, vectors, out)
         return out
 
     def _features_by_item(
@@ -433,6 +448,12 @@ class Scorer:
         )
         computed = self._call_store(self.store.features_for_many, [prepared[i].tx for i in unique])
         by_id: dict[int, dict[str, float | int] | InvalidTransaction] = {}
+        if self.feedback_state is not None:
+            state = self.feedback_state
+            for i, f in zip(unique, computed, strict=True):
+                if not isinstance(f, TimeRefused):
+                    tx = prepared[i].tx
+                    f.update(state.features_for(tx.customer_id, tx.terminal_id, tx.tx_time_seconds))
         for i, f in zip(unique, computed, strict=True):
             by_id[prepared[i].tx.transaction_id] = (
                 _time_error(f, i) if isinstance(f, TimeRefused) else f
@@ -497,6 +518,11 @@ class Scorer:
             errors.append({"loc": [where], "msg": "is not the transaction's time"})
         if errors:
             raise InvalidTransaction([{**e, "type": "value_error"} for e in errors])
+        # The data clock when the label is recorded: from then on it may be used (feedback
+        # features, training); see features/feedback.py.
+        known_at = self._call_store(self.store.clock)
+        if known_at is None:
+            known_at = seen.tx_time_seconds
         if self.label_log is not None:
             self.label_log.append(
                 {
@@ -508,15 +534,33 @@ class Scorer:
                     "fraud": label.fraud,
                     "labelled_at": dt.datetime.now(dt.UTC).isoformat(),
                     "source": source,
+                    "known_at_seconds": known_at,
                 }
             )
         self._call_store(self.store.record_label, label.transaction_id, label.fraud)
+        if self.feedback_state is not None:
+            self.feedback_state.record(
+                seen.transaction_id,
+                seen.customer_id,
+                seen.terminal_id,
+                seen.tx_time_seconds,
+                label.fraud,
+                known_at,
+            )
         return {
             "transaction_id": label.transaction_id,
             "tx_time_seconds": seen.tx_time_seconds,
             "fraud": label.fraud,
             "status": "recorded",
         }
+
+
+def _outcome(probability: float, loaded: LoadedModel) -> str:
+    """block at or above the threshold; review in [review_threshold, threshold); else allow."""
+    if probability >= loaded.threshold:
+        return BLOCK
+    review = loaded.review_threshold
+    return REVIEW if review is not None and probability >= review else ALLOW
 
 
 def _time_error(e: TimeRefused, index: int | None) -> InvalidTransaction:

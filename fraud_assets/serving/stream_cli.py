@@ -1,11 +1,11 @@
 """`fraud stream`: run the stream worker (Kafka or Redis Streams) until SIGINT/SIGTERM.
 
 Registered on the `fraud` app as a command: `app.command("stream")(stream)`. The scorer is the
-REST API's, built the same way from the FRAUD_* environment (`fraud_assets.serving.app.
+REST API's, built by the same wiring from the FRAUD_* environment (`fraud_assets.serving.wiring.
 build_scorer(ServiceSettings())`: registry champion, online feature store at FRAUD_REDIS_URL,
-rules, origin), imported only when the command runs. As in the API, a background thread
-re-reads the registry alias every FRAUD_MODEL_POLL_SECONDS; until a model is loaded, batches
-fail with ModelNotReady and are retried (nothing is skipped or committed).
+rules, origin), imported only when the command runs; the web module is never imported. The
+API's `ModelPoller` re-reads the registry alias every FRAUD_MODEL_POLL_SECONDS; until a model
+is loaded, batches fail with ModelNotReady and are retried (nothing is skipped or committed).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,6 +29,9 @@ from fraud_assets.serving.stream import (
     StreamWorker,
 )
 
+if TYPE_CHECKING:  # the scorer's imports are paid only when the command runs
+    from fraud_assets.serving.wiring import ModelPoller
+
 log = logging.getLogger("fraud_assets.serving.stream")
 
 
@@ -37,30 +40,21 @@ class Transport(StrEnum):
     redis = "redis"
 
 
-def _build_scorer(stop: threading.Event) -> Any:
-    """The API's scorer from the environment, with its model source refreshed in background."""
-    from fraud_assets.serving.app import build_scorer
-    from fraud_assets.serving.scoring import Scorer
+def _build_scorer() -> tuple[Any, ModelPoller]:
+    """The API's scorer from the environment, and the shared poller that hot-swaps its model."""
     from fraud_assets.serving.settings import ServiceSettings
+    from fraud_assets.serving.wiring import ModelPoller, build_scorer
 
     settings = ServiceSettings()
-    scorer: Scorer = build_scorer(settings, warm=True)  # in-process store: from the lake
+    scorer = build_scorer(settings, warm=True)  # in-process store: from the lake
     source = scorer.model_source
-
-    def poll_models() -> None:
-        while not stop.is_set():
-            try:
-                source.refresh()
-            except Exception:  # refresh reports registry errors itself; never die
-                log.exception("model refresh crashed")
-            stop.wait(settings.model_poll_seconds)
-
+    poller = ModelPoller(source, settings.model_poll_seconds)
     if source.registry is not None:
-        source.refresh()
-        threading.Thread(target=poll_models, name="model-refresh", daemon=True).start()
+        poller.poll_once()  # a model before the first batch, when the registry has one
+        poller.start()
     if not source.ready:
         log.warning("stream: no model loaded yet (%s); batches wait for one", source.status())
-    return scorer
+    return scorer, poller
 
 
 class ProgressLog:
@@ -162,7 +156,7 @@ def stream(
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
 
-    scorer = _build_scorer(stop)  # before joining a consumer group: it can take a while
+    scorer, poller = _build_scorer()  # before joining a consumer group: it can take a while
     r = redis.Redis.from_url(redis_url) if (dedup or transport is Transport.redis) else None
     if transport is Transport.kafka:
         source: Any = KafkaSource(bootstrap_servers, input_topic, group)
@@ -188,6 +182,7 @@ def stream(
         worker.run(stop, on_batch=progress)
     finally:
         stop.set()
+        poller.stop()
         progress(force=True)
         source.close()
         sink.close()

@@ -1,0 +1,94 @@
+-- The scoring step of RedisFeatureStore (online_features.py): one atomic call per transaction.
+-- KEYS: 1 customer zset, 2 terminal zset, 3 terminal fraud zset, 4 id index (hash id ->
+--       version), 5 id times (zset id by time), 6 clock (string: newest time held).
+-- ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
+--       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
+--       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
+--       13+2n late grace, 14+2n lower edge of the terminal's fraud-run window.
+-- Replies: {"version", <stored version>} when the id is held with another version (the caller
+-- scores that one instead); {"future"|"stale", clock} when the time guard refuses; otherwise
+-- {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>" scored by time:
+-- ZRANGEBYSCORE returns them in (time, id) order, and members in the current second with a
+-- larger id are skipped. Sums are returned as %.17g strings (a Lua number reply would be
+-- truncated to an integer).
+local t = tonumber(ARGV[1])
+local pid = ARGV[3]
+local n = tonumber(ARGV[8])
+local prev = redis.call('HGET', KEYS[4], ARGV[4])
+if prev and prev ~= ARGV[11] then return {'version', prev} end
+local clock = tonumber(redis.call('GET', KEYS[6]))
+if (not prev) and clock then
+  if t > clock + tonumber(ARGV[12]) then return {'future', tostring(clock)} end
+  if t <= clock - tonumber(ARGV[5]) then return {'stale', tostring(clock)} end
+end
+local base = t
+local grace = tonumber(ARGV[13 + 2 * n])
+if clock and clock + grace < t then base = clock + grace end
+if not prev then
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[11])
+  redis.call('ZADD', KEYS[5], t, ARGV[4])
+end
+if (not clock) or t > clock then redis.call('SET', KEYS[6], ARGV[1]) end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[9], ARGV[1], 'WITHSCORES')
+local counts, sums, lows = {}, {}, {}
+for i = 1, n do
+  counts[i] = 0
+  sums[i] = 0
+  lows[i] = tonumber(ARGV[12 + i])
+end
+for j = 1, #rows, 2 do
+  local member = rows[j]
+  local s = tonumber(rows[j + 1])
+  if s < t or string.sub(member, 1, 20) <= pid then
+    local amount = tonumber(string.sub(member, 22))
+    for i = 1, n do
+      if s > lows[i] then
+        counts[i] = counts[i] + 1
+        sums[i] = sums[i] + amount
+      end
+    end
+  end
+end
+local out = {'ok'}
+for i = 1, n do
+  out[#out + 1] = counts[i]
+  out[#out + 1] = string.format('%.17g', sums[i])
+end
+for i = 1, n do
+  local low = '(' .. ARGV[12 + n + i]
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[2], low, ARGV[10])
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[3], low, ARGV[10])
+end
+-- terminal_fraud_run_days: the known entries of the run window in (time, id) order (ids
+-- compared as numbers: shorter decimal string first), walked back over frauds.
+local known = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[14 + 2 * n], ARGV[10], 'WITHSCORES')
+local entries = {}
+for j = 1, #known, 2 do entries[#entries + 1] = {tonumber(known[j + 1]), known[j]} end
+table.sort(entries, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  if #a[2] ~= #b[2] then return #a[2] < #b[2] end
+  return a[2] < b[2]
+end)
+local run_start = nil
+for j = #entries, 1, -1 do
+  if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
+  run_start = entries[j][1]
+end
+out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
+local ccut = base - tonumber(ARGV[5])
+local tcut = base - tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ccut)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tcut)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tcut)
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', tcut, 'LIMIT', 0, 64)
+if #old > 0 then
+  redis.call('HDEL', KEYS[4], unpack(old))
+  redis.call('ZREM', KEYS[5], unpack(old))
+end
+local ttl = tonumber(ARGV[7])
+if ttl > 0 then
+  for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
+end
+return out
