@@ -181,9 +181,10 @@ def test_a_remembered_reference_gives_the_same_tests_as_a_fresh_one(ref, current
         assert column_drift(reference, current, cat, memo=memo) == column_drift(
             reference, current, cat
         )
-        assert _distinct_in_union(reference, current, {}) == np.unique(
-            np.concatenate([reference, current])
-        ).size
+        assert (
+            _distinct_in_union(reference, current, {})
+            == np.unique(np.concatenate([reference, current])).size
+        )
 
 
 def test_a_range_against_one_reference_equals_batches_judged_alone():

@@ -59,6 +59,7 @@ def test_the_postgres_settings_keep_the_password_out_of_the_file(database):
     assert config["event_log_storage"]["class"] == "PooledPostgresEventLogStorage"
 
 
+@pytest.mark.dagster  # a run on an instance in PostgreSQL
 def test_a_run_stores_its_events_through_a_few_pooled_connections(database, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
     (tmp_path / "dagster.yaml").write_text(instance_yaml(database))

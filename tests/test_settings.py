@@ -185,3 +185,24 @@ print(lake.exit_code, models.exit_code, sorted(m for m in sys.modules if m.start
     lake_code, model_code, dagster = out.stdout.strip().splitlines()[-1].split(" ", 2)
     assert dagster == "[]"
     assert model_code == "0", out.stdout
+
+
+@pytest.mark.dagster  # builds the Dagster resource (no run)
+def test_the_training_resource_and_the_training_code_agree_on_every_default() -> None:
+    """`ModelTraining` (what the UI configures) declares the knobs of `TrainingConfig` and
+    `ReviewConfig` again, as Dagster config: their defaults must not drift apart. The resource's
+    one seed is passed to both (the review's own default seed is not used by the platform)."""
+    import dataclasses
+
+    from fraud_assets.modeling.review import ReviewConfig
+    from fraud_assets.modeling.training import TrainingConfig
+    from resources.models import ModelTraining
+
+    resource = ModelTraining()
+    compared = 0
+    for config, skip in ((TrainingConfig(), set()), (ReviewConfig(), {"seed"})):
+        for field in dataclasses.fields(config):
+            if field.name in ModelTraining.model_fields and field.name not in skip:
+                assert getattr(resource, field.name) == getattr(config, field.name), field.name
+                compared += 1
+    assert compared >= 14

@@ -19,6 +19,8 @@ from fraud_assets.batch.schemas import (
 )
 from fraud_assets.defs.keys import CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.monitoring.drift import DriftResult
+from fraud_assets.monitoring.quality import QualityResult
 from fraud_assets.monitoring.report_links import report_url
 
 Event = dg.AssetMaterialization | dg.AssetCheckEvaluation
@@ -121,6 +123,78 @@ def column_schema(schema: TableSchema) -> dg.TableSchema:
     )
 
 
+def _table(columns: list[tuple[str, str]], rows: list[dict]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
+    )
+
+
+def _drift_table(result: DriftResult) -> dg.TableMetadataValue:
+    """One row per column: the test Evidently would pick, its score, threshold and verdict."""
+    return _table(
+        [
+            ("column", "string"),
+            ("test", "string"),
+            ("score", "float"),
+            ("threshold", "float"),
+            ("drifted", "string"),
+        ],  # fmt: skip
+        [
+            {
+                "column": c.column,
+                "test": c.method,
+                "score": float(c.score),
+                "threshold": float(c.threshold),
+                "drifted": "yes" if c.drifted else "no",
+            }
+            for c in result.columns
+        ],
+    )
+
+
+def _drift_summary(result: DriftResult) -> str:
+    n = len(result.drifted_columns())
+    text = (
+        f"Drifted columns: {n} of {len(result.columns)} ({result.drift_share:.1%}); the batch "
+        f"counts as drifted from {result.share_threshold:.0%}: "
+        f"{'drifted' if result.drifted else 'not drifted'}. Compared {result.current_rows:,} "
+        f"current with {result.reference_rows:,} reference rows."
+    )
+    if result.skipped:
+        text += f" Not compared (no values on one side): {', '.join(result.skipped)}."
+    return text
+
+
+def _quality_table(quality: QualityResult) -> dg.TableMetadataValue:
+    """Counts per column, always shown, issue or not."""
+    return _table(
+        [
+            ("column", "string"),
+            ("missing", "int"),
+            ("below_range", "int"),
+            ("above_range", "int"),
+            ("reference_min", "float"),
+            ("reference_max", "float"),
+            ("new_categories", "int"),
+            ("new_category_rows", "int"),
+        ],  # fmt: skip
+        [
+            {
+                "column": c.column + (" (absent)" if c.absent else ""),
+                "missing": c.missing,
+                "below_range": c.below_range,
+                "above_range": c.above_range,
+                "reference_min": c.reference_min,
+                "reference_max": c.reference_max,
+                "new_categories": c.new_categories,
+                "new_category_rows": c.new_category_rows,
+            }
+            for c in quality.columns
+        ],
+    )
+
+
 def _failures(lines: list[str]) -> dict:
     if not lines:
         return {}
@@ -190,7 +264,8 @@ def _drift_events(batch: str, drift: DriftSummary, materialized, checked) -> Ite
             "drifted_columns": ", ".join(result.drifted_columns()) or "none",
             "reference": drift.reference.description,
             "model_version": drift.model_version if drift.model_version is not None else "none",
-            "drift_table": dg.MetadataValue.md(result.to_markdown()),
+            "drift_table": _drift_table(result),
+            "drift_summary": _drift_summary(result),
             "report": dg.MetadataValue.url(report_url("drift", batch)),
             "dagster/row_count": drift.rows,
         },
@@ -203,7 +278,7 @@ def _drift_events(batch: str, drift: DriftSummary, materialized, checked) -> Ite
             quality.ok,
             {
                 "issues": "; ".join(quality.issues()) or "none",
-                "summary": dg.MetadataValue.md(quality.to_markdown()),
+                "summary": _quality_table(quality),
             },
             severity=dg.AssetCheckSeverity.WARN,
         )

@@ -6,7 +6,7 @@ rule), so the UI marks its materializations as made by older code.
 """
 
 DATA_PLATFORM = "team:data-platform"  # batches, lake, online state
-FRAUD_MODELS = "team:fraud-models"  # training, review, drift
+MODELS_TEAM = "team:fraud-models"  # training, review, drift
 
 CODE_VERSIONS = {
     "raw_transactions": "1",

@@ -15,7 +15,7 @@ import warnings
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, FRAUD_MODELS, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, MODELS_TEAM, tags
 from fraud_assets.defs.keys import CHAMPION_REVIEW, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
@@ -123,7 +123,7 @@ class IngestSettings(dg.Config):
             "(the champion's training window, or a configured batch): per-column tests and "
             "verdict here; the full Evidently report behind the link, rendered on first view.",
             tags("monitoring", "aggregates"),
-            owner=FRAUD_MODELS,
+            owner=MODELS_TEAM,
         ),
     ],
     check_specs=[

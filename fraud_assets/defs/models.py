@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, TRAINING_POOL, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, TRAINING_POOL, tags
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
@@ -55,7 +55,7 @@ class SelectionConfig(dg.Config):
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping())],
     group_name="models",
     kinds={"catboost", "mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("models", "none"),
     code_version=CODE_VERSIONS["model_selection"],
     pool=TRAINING_POOL,
@@ -142,7 +142,7 @@ def selected_training(models: ModelStore, model_training: ModelTraining):  # noq
     deps=[dg.AssetDep(FEATURES_KEY, partition_mapping=dg.AllPartitionMapping()), model_selection],
     group_name="models",
     kinds={"catboost", "mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("models", "none"),
     code_version=CODE_VERSIONS["challenger_model"],
     pool=TRAINING_POOL,
@@ -219,7 +219,7 @@ _HEADLINE = ("auc_roc", "average_precision", "card_precision_at_100", "recall", 
     deps=[challenger_model],
     group_name="models",
     kinds={"mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("models", "none"),
     code_version=CODE_VERSIONS["champion_review"],
     pool=TRAINING_POOL,

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, tags
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from fraud_assets.defs.partitions import batch_partitions
 from resources.models import ModelStore, ModelTraining
@@ -22,7 +22,7 @@ PERFORMANCE = dg.AssetKey("champion_performance")
     partitions_def=batch_partitions,
     group_name="monitoring",
     kinds={"catboost", "mlflow"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("monitoring", "none"),
     code_version=CODE_VERSIONS["champion_performance"],
     description=(

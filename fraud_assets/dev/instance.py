@@ -51,9 +51,11 @@ _POSTGRES_DB = """\
 # (fraud_assets/dev/pooled_postgres.py): a batch run logs ten events per batch.
 POSTGRES_STORAGE = (
     "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
-    "  config:\n" + _POSTGRES_DB
+    "  config:\n"
+    + _POSTGRES_DB
     + "event_log_storage:\n  module: fraud_assets.dev.pooled_postgres\n"
-    "  class: PooledPostgresEventLogStorage\n  config:\n" + _POSTGRES_DB
+    "  class: PooledPostgresEventLogStorage\n  config:\n"
+    + _POSTGRES_DB
     + "schedule_storage:\n  module: dagster_postgres.schedule_storage\n"
     "  class: PostgresScheduleStorage\n  config:\n" + _POSTGRES_DB
 )
