@@ -64,7 +64,7 @@ ALL_STEPS = frozenset(Step)
 # Calendar flags follow from the timestamp: a weekend batch after weekday-only references is not
 # a quality problem, so they are left out.
 QUALITY_COLUMNS = [c for c in FEATURE_COLUMNS if c not in ("tx_during_weekend", "tx_during_night")]
-QUALITY_COLUMNS += ["tx_amount", "terminal_id"]
+QUALITY_COLUMNS = list(dict.fromkeys([*QUALITY_COLUMNS, "tx_amount", "terminal_id"]))
 
 
 class BatchSource(Protocol):
