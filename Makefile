@@ -43,6 +43,7 @@ bench: $(STAMP) ## benchmarks; figures go to BENCHMARKS.md
 	$(PY) benchmarks/bench_features.py --sizes reference 10M --engines polars --repeat 5
 	$(PY) benchmarks/bench_features.py --sizes reference 10M --engines spark --repeat 1
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_backtest.py --seeds 0 1 2
 	command -v wrk >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 	$(PY) benchmarks/bench_serving.py
 	$(PY) benchmarks/bench_stream.py

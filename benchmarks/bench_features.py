@@ -5,6 +5,13 @@ monthly export) and cached under benchmarks/out/. Each run is its own process, s
 is its own; a row reports the median run of `--repeat` and the highest peak RSS.
 
     .venv/bin/python benchmarks/bench_features.py --sizes reference 10M 47M --engines polars spark
+
+`--engines spark` runs Spark twice: on `local[2]` and on a standalone cluster of two one-core
+workers started on loopback for the run (fraud_assets/dev/spark_cluster.py). Spark cleans and
+featurises on its executors, which read the raw file and write the lake; the driver's peak
+memory is reported apart (Python driver + driver JVM; in `local[2]` the JVM also runs the
+executors). `--driver-memory 1g` caps the driver JVM (the 47 M-row proof that nothing is
+collected).
 """
 
 from __future__ import annotations
@@ -65,18 +72,9 @@ def measure(size: str, engine: str, lake_dir: str) -> dict:
     from fraud_assets.privacy import Pseudonymizer
 
     source = build_batch(size)
+    if engine.startswith("spark"):
+        return measure_spark(source, engine, lake_dir)
     spark = None
-    if engine == "spark":
-        from pyspark.sql import SparkSession
-
-        spark = (
-            SparkSession.builder.master("local[2]")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.driver.memory", "8g")
-            .config("spark.driver.maxResultSize", "0")
-            .getOrCreate()
-        )
     lake = Lake(*filesystem_for(lake_dir))
     config = CleaningConfig(origin_date=dt.date(2018, 4, 1))
     started = time.perf_counter()
@@ -95,15 +93,85 @@ def measure(size: str, engine: str, lake_dir: str) -> dict:
     }
 
 
+def measure_spark(source: Path, engine: str, lake_dir: str) -> dict:
+    """Clean + features on Spark (`engine`: spark-local or spark-cluster=<master URL>)."""
+    import datetime as dt
+
+    from fraud_assets.batch.spark_clean import clean_batch_spark, first_line
+    from fraud_assets.batch.spark_features import features_into_lake_spark
+    from fraud_assets.cleaning import CleaningConfig
+    from fraud_assets.lake import Lake
+    from fraud_assets.lake.filesystems import filesystem_for
+    from fraud_assets.privacy import Pseudonymizer
+    from fraud_assets.spark.session import start_spark
+
+    master = engine.split("=", 1)[1] if "=" in engine else "local[2]"
+    extra = {"spark.ui.enabled": "false", "spark.driver.memory": DRIVER_MEMORY}
+    if master.startswith("spark://"):
+        extra |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.executor.memory": EXECUTOR_MEMORY,
+        }
+    spark = start_spark(master, extra)
+    jvm = spark.sparkContext._gateway.proc.pid  # noqa: SLF001 - the driver JVM we started
+    lake = Lake(*filesystem_for(lake_dir))
+    config = CleaningConfig(origin_date=dt.date(2018, 4, 1))
+    with open(source, "rb") as f:
+        header = first_line(f)
+    started = time.perf_counter()
+    result = clean_batch_spark(
+        spark, lake, source.resolve().as_uri(), header, BATCH_ID, Pseudonymizer(b"bench"), config
+    )
+    cleaned = time.perf_counter()
+    features = features_into_lake_spark(spark, lake, [BATCH_ID], lake.coverage())[BATCH_ID]
+    done = time.perf_counter()
+    jvm_peak = _peak_kb(jvm)
+    spark.stop()
+    assert result.conserved and features.rows == result.clean_rows
+    python_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "rows": result.raw_rows,
+        "features": features.rows,
+        "clean_s": cleaned - started,
+        "features_s": done - cleaned,
+        "peak_rss_mb": (python_peak + jvm_peak) / 1024,
+        "driver_python_mb": python_peak / 1024,
+        "driver_jvm_mb": jvm_peak / 1024,
+    }
+
+
+def _peak_kb(pid: int) -> int:
+    """A process's peak resident set (VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+DRIVER_MEMORY = os.environ.get("BENCH_SPARK_DRIVER_MEMORY", "1g")
+EXECUTOR_MEMORY = "1g"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["reference", "10M"], choices=list(SIZES))
-    parser.add_argument("--engines", nargs="+", default=["polars"], choices=["polars", "spark"])
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["polars"],
+        choices=["polars", "spark", "spark-local", "spark-cluster"],
+        help="spark = spark-local (local[2]) and spark-cluster (2 workers on loopback)",
+    )
+    parser.add_argument(
+        "--driver-memory", default="1g", help="spark.driver.memory of the Spark runs"
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per row (own process each); the median counts"
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["BENCH_SPARK_DRIVER_MEMORY"] = args.driver_memory
     if args.child:
         print(json.dumps(measure(*args.child)))
         return
@@ -123,10 +191,32 @@ def main() -> None:
         shutil.rmtree(lakes, ignore_errors=True)
 
 
+def _engines(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        out += ["spark-local", "spark-cluster"] if name == "spark" else [name]
+    return list(dict.fromkeys(out))
+
+
 def _run_all(args: argparse.Namespace, lakes: str) -> None:
+    from contextlib import ExitStack
+
+    from fraud_assets.dev.spark_cluster import standalone_cluster
+
+    engines = _engines(args.engines)
+    with ExitStack() as stack:
+        if "spark-cluster" in engines:
+            cluster = stack.enter_context(standalone_cluster(Path(lakes) / "cluster"))
+            engines = [
+                f"spark-cluster={cluster.url}" if e == "spark-cluster" else e for e in engines
+            ]
+        _run_sizes(args, lakes, engines)
+
+
+def _run_sizes(args: argparse.Namespace, lakes: str, engines: list[str]) -> None:
     for size in args.sizes:
         build_batch(size)
-        for engine in args.engines:
+        for engine in engines:
             runs = []
             for _ in range(args.repeat):
                 lake = tempfile.mkdtemp(prefix="lake-", dir=lakes)
@@ -137,7 +227,7 @@ def _run_all(args: argparse.Namespace, lakes: str) -> None:
                 )
                 if child.returncode != 0:
                     tail = "\n".join(child.stderr.strip().splitlines()[-5:])
-                    print(f"| {size} | {engine} | failed: {tail} |", flush=True)
+                    print(f"| {size} | {_label(engine)} | failed: {tail} |", flush=True)
                     break
                 runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
             if not runs:
@@ -146,12 +236,25 @@ def _run_all(args: argparse.Namespace, lakes: str) -> None:
                 r["rate"] = r["rows"] / (r["clean_s"] + r["features_s"])
             r = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]  # the median run
             each = ", ".join(f"{x['rate'] / 1e3:,.0f} k" for x in runs)
+            peak = f"{max(x['peak_rss_mb'] for x in runs):,.0f}"
+            if "driver_jvm_mb" in r:
+                peak += (
+                    f" (driver: Python {max(x['driver_python_mb'] for x in runs):,.0f}"
+                    f" + JVM {max(x['driver_jvm_mb'] for x in runs):,.0f})"
+                )
             print(
-                f"| {size} | {engine} | {r['rows']:,} | {r['clean_s']:.2f} | "
-                f"{r['features_s']:.2f} | {r['rate']:,.0f} ({each}) | "
-                f"{max(x['peak_rss_mb'] for x in runs):,.0f} |",
+                f"| {size} | {_label(engine)} | {r['rows']:,} | {r['clean_s']:.2f} | "
+                f"{r['features_s']:.2f} | {r['rate']:,.0f} ({each}) | {peak} |",
                 flush=True,
             )
+
+
+def _label(engine: str) -> str:
+    if engine == "spark-local":
+        return f"spark `local[2]` (driver {os.environ['BENCH_SPARK_DRIVER_MEMORY']})"
+    if engine.startswith("spark-cluster"):
+        return "spark standalone, 2 workers × 1 core"
+    return engine
 
 
 if __name__ == "__main__":

@@ -7,13 +7,20 @@ import dagster as dg
 from fraud_assets.defs.feedback import feedback_features, feedback_features_job
 from fraud_assets.defs.ingest import ingest_batches
 from fraud_assets.defs.jobs import ingest_batch_job
-from fraud_assets.defs.models import challenger_model, champion_review, train_and_review_job
+from fraud_assets.defs.models import (
+    challenger_model,
+    champion_review,
+    model_selection,
+    model_selection_job,
+    train_and_review_job,
+)
 from fraud_assets.defs.online_state import (
     fraud_labels,
     online_state_sensor,
     publish_online_state,
     publish_online_state_job,
 )
+from fraud_assets.defs.performance import champion_performance
 from fraud_assets.defs.registry import refresh_terminal_registry, terminal_registry
 from resources.environments import build_resources
 from sensors.landing import landing_sensor
@@ -30,12 +37,15 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
             publish_online_state,
             fraud_labels,
             feedback_features,
+            model_selection,
             challenger_model,
             champion_review,
+            champion_performance,
         ],
         jobs=[
             ingest_batch_job,
             train_and_review_job,
+            model_selection_job,
             refresh_terminal_registry,
             publish_online_state_job,
             feedback_features_job,

@@ -89,6 +89,9 @@ class PlatformSettings(DataDirSettings):
     spark_master: str = Field(
         "local[2]", description="FRAUD_SPARK_MASTER: Spark master for the spark engine"
     )
+    spark_driver_memory: str = Field(
+        "1g", description="FRAUD_SPARK_DRIVER_MEMORY: the Spark driver's heap (executors work)"
+    )
     redis_url: str | None = Field(
         None, description="FRAUD_REDIS_URL: online feature store (may hold a password)"
     )

@@ -48,9 +48,9 @@ def model_training(settings: PlatformSettings) -> ModelTraining:
 def feature_engine(settings: PlatformSettings) -> FeatureEngine:
     if settings.feature_engine is not FeatureEngineName.SPARK:
         return FeatureEngine(engine=settings.feature_engine.value)
-    from resources.spark import SparkFeatureEngine, local_spark  # pyspark only when asked for
+    from resources.spark import SparkFeatureEngine, spark_resource  # pyspark only when asked
 
-    return SparkFeatureEngine(pyspark=local_spark(settings.spark_master))
+    return SparkFeatureEngine(pyspark=spark_resource(settings.spark_master))
 
 
 _AWS_SECRETS = {

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:  # MLflow and CatBoost load where they are used, not with the code location
+    from fraud_assets.modeling.performance import DecayRule
     from fraud_assets.modeling.registry import ModelRegistry
     from fraud_assets.modeling.review import ReviewConfig
     from fraud_assets.modeling.training import TrainingConfig
@@ -51,9 +52,11 @@ class ModelTraining(dg.ConfigurableResource):
     imbalance: Literal["none", "class_weights", "focal"] = Field(
         default="none", description="How the rare fraud class is weighted"
     )
-    iterations: int = Field(default=500, description="CatBoost iterations (early stopping on)")
-    learning_rate: float = 0.1
+    iterations: int = Field(default=250, description="CatBoost iterations (early stopping on)")
+    learning_rate: float = 0.2
     depth: int = 6
+    border_count: int = Field(default=64, description="CatBoost histogram bins per feature")
+    l2_leaf_reg: float = Field(default=3.0, description="CatBoost L2 regularisation of leaves")
     threshold_policy: Literal["max_recall_at_fpr", "max_expected_money"] = Field(
         default="max_recall_at_fpr", description="How the operating threshold is chosen"
     )
@@ -71,6 +74,18 @@ class ModelTraining(dg.ConfigurableResource):
         default=False,
         description="Also train on the feedback features (the feedback_features asset's table)",
     )
+    decay_metric: Literal["average_precision", "auc_roc", "card_precision_at_100"] = Field(
+        default="average_precision", description="Champion performance metric watched for decay"
+    )
+    decay_max_drop: float = Field(
+        default=0.10, description="Decay: the metric this far below the champion's validation"
+    )
+    decay_sustained: int = Field(
+        default=2, description="Decay must last this many labelled batches in a row"
+    )
+    decay_floor: float | None = Field(
+        default=None, description="Decay also when the metric falls below this absolute value"
+    )
 
     def training(self) -> TrainingConfig:
         from fraud_assets.modeling.training import TrainingConfig
@@ -83,10 +98,19 @@ class ModelTraining(dg.ConfigurableResource):
             iterations=self.iterations,
             learning_rate=self.learning_rate,
             depth=self.depth,
+            border_count=self.border_count,
+            l2_leaf_reg=self.l2_leaf_reg,
             threshold_policy=self.threshold_policy,
             max_fpr=self.max_fpr,
             seed=self.seed,
             feedback_features=self.feedback_features,
+        )
+
+    def decay_rule(self) -> DecayRule:
+        from fraud_assets.modeling.performance import DecayRule
+
+        return DecayRule(
+            self.decay_metric, self.decay_max_drop, self.decay_sustained, self.decay_floor
         )
 
     def review(self) -> ReviewConfig:

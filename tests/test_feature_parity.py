@@ -36,18 +36,14 @@ T0 = 40 * SECONDS_PER_DAY + 12 * 3600  # day 40 at noon, seconds since the simul
 REL_TOL = 1e-9
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:
-    """A small local Spark: 2 cores, few shuffle partitions, UTC, no UI, quiet logs."""
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("feature-parity")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
+    """A small local Spark with the platform's settings: 2 cores, few shuffle partitions, UTC."""
+    from fraud_assets.spark.session import start_spark
+
+    session = start_spark(
+        "local[2]",
+        {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
     )
     session.sparkContext.setLogLevel("ERROR")
     try:

@@ -84,7 +84,7 @@ def test_the_backtest_uses_an_investigator_label_only_once_known(feature_lake) -
             pl.lit(True).alias("fraud"), known_at.cast(pl.Int64).alias("known_at_seconds"),
         )  # fmt: skip
         config = TrainingConfig(iterations=60)
-        return backtest(features, 14, 7, start, 2, 1, config, labels)[0]
+        return backtest(features, 14, 7, start, 2, 1, config, labels=labels)[0]
 
     plain = backtest(features, 14, 7, start, 2, 1, TrainingConfig(iterations=60))[0]
     later = run(pl.lit(clock + 10))  # recorded just after the morning of the first test day

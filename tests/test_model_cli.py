@@ -101,9 +101,15 @@ def test_backtest_prints_a_json_line_per_fold_and_their_mean(feature_lake, tmp_p
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    definitions, lines = lines[0], lines[1:]
+    assert "handbook" in definitions["card_precision_at_100"]
+    assert "strict" in definitions["card_precision_at_100_strict"]
+    assert "7 days" in definitions["known_compromised"]
     assert [line["fold"] for line in lines] == [0, 1, "mean"]
     assert lines[0]["test_start"] == "2024-03-30" and lines[1]["test_start"] == "2024-04-05"
-    for key in ("auc_roc", "average_precision", "card_precision_at_100", "recall", "fpr"):
+    keys = ("auc_roc", "average_precision", "card_precision_at_100", "recall", "fpr")
+    assert "recall_scenario_2" in lines[2]  # simulator data: recall per fraud scenario
+    for key in (*keys, "card_precision_at_100_strict"):
         assert 0 <= lines[2][key] <= 1
         assert lines[2][key] == pytest.approx((lines[0][key] + lines[1][key]) / 2, abs=1e-6)
     assert lines[2]["auc_roc"] > 0.7

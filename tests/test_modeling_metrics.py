@@ -18,6 +18,7 @@ from fraud_assets.modeling.metrics import (
     auc_roc,
     average_precision,
     card_precision_at_k,
+    card_precision_at_k_strict,
     expected_money,
     summary,
     threshold_metrics,
@@ -72,72 +73,150 @@ CARD_LABELS = [1, 0, 0, 1, 0, 1]
 CARD_SCORES = [0.9, 0.8, 0.1, 0.95, 0.5, 0.4]
 
 
-def test_card_precision_drops_card_caught_on_an_earlier_day():
-    # k=1. Day 1: top card A is a fraud → 1/1. Day 2: A dropped, top card B is legit → 0/1.
-    # Mean over days = (1 + 0) / 2 = 0.5. (Keeping A on day 2 would give 1.0.)
+def test_card_precision_drops_a_card_detected_on_an_earlier_day():
+    # k=1. Day 1: top card A is a fraud → 1/1, A is detected. Day 2: A dropped, top card B is
+    # legit → 0/1. Mean = (1 + 0) / 2 = 0.5. (Keeping A on day 2 would give 1.0.)
     got = card_precision_at_k(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=1)
     assert got == pytest.approx(0.5)
 
 
-def test_card_precision_divides_by_k_even_when_fewer_cards_remain():
+def test_card_precision_keeps_a_fraudulent_card_nobody_checked():
+    # k=1. Day 1: B (legit, .9) is checked; A (fraud, .1) is not, so it is not detected.
+    # Day 2: A (fraud, .9) tops the list → 1/1. Handbook mean (0 + 1) / 2 = 0.5.
+    # The strict rules drop A on day 2 (it had a fraud label on day 1) → B (legit) → 0.
+    days, cards = [D1, D1, D2, D2], ["A", "B", "A", "B"]
+    labels, scores = [1, 0, 1, 0], [0.1, 0.9, 0.9, 0.5]
+    assert card_precision_at_k(days, cards, labels, scores, k=1) == pytest.approx(0.5)
+    assert card_precision_at_k_strict(days, cards, labels, scores, k=1) == pytest.approx(0.0)
+
+
+def test_card_precision_detection_is_chained_day_after_day():
+    # k=1. Day 1: A fraud detected. Day 2: A dropped; C fraud (.8) beats B → detected.
+    # Day 3: A and C dropped; B legit → 0. Mean (1 + 1 + 0) / 3.
+    days = [D1, D1, D2, D2, D2, D3, D3, D3]
+    cards = ["A", "B", "A", "B", "C", "A", "B", "C"]
+    labels = [1, 0, 1, 0, 1, 1, 0, 1]
+    scores = [0.9, 0.2, 0.9, 0.3, 0.8, 0.9, 0.4, 0.9]
+    assert card_precision_at_k(days, cards, labels, scores, k=1) == pytest.approx(2 / 3)
+
+
+def test_card_precision_shares_tied_places_and_counts_tied_frauds_detected():
+    # Day 0, k=2: .7 fraud (a) takes place 1; b (fraud), c, d tie at .5 for one place → 1/3.
+    # Day 1: a and b (checked in part) are dropped; c (fraud .9) → 1/2. Mean (4/3/2 + 1/2) / 2.
+    days = [0] * 5 + [1, 1, 1]
+    cards = ["a", "b", "c", "d", "e", "a", "b", "c"]
+    labels = [1, 1, 0, 0, 0, 1, 1, 1]
+    scores = [0.7, 0.5, 0.5, 0.5, 0.1, 0.99, 0.98, 0.9]
+    expected = ((1 + 1 / 3) / 2 + 1 / 2) / 2
+    assert card_precision_at_k(days, cards, labels, scores, k=2) == pytest.approx(expected)
+    rev = slice(None, None, -1)
+    got = card_precision_at_k(days[rev], cards[rev], labels[rev], scores[rev], k=2)
+    assert got == pytest.approx(expected)
+
+
+def _handbook_card_precision_reference(day, card, y, score, k):
+    """The handbook's loop, in plain Python: per day, drop detected cards, rank the rest by
+    their maximum score, and add the frauds of the top k to the detected cards."""
+    detected, per_day = set(), []
+    for d in sorted(set(day)):
+        cards = {}
+        for dd, c, label, s in zip(day, card, y, score, strict=True):
+            if dd == d and c not in detected:
+                best = cards.get(c, (-1.0, 0))
+                cards[c] = (max(best[0], s), max(best[1], label))
+        top = sorted(cards.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        found = [c for c, (_, label) in top if label]
+        per_day.append(len(found) / k)
+        detected.update(found)
+    return sum(per_day) / len(per_day)
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 40), st.booleans()), min_size=1, max_size=300
+    ),
+    k=st.integers(1, 20),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=60, deadline=None)
+def test_card_precision_matches_the_handbook_loop(rows, k, seed):
+    day, card, y = (list(col) for col in zip(*rows, strict=True))
+    score = np.random.default_rng(seed).permutation(len(rows)).tolist()  # distinct: no ties
+    expected = _handbook_card_precision_reference(day, card, [int(v) for v in y], score, k)
+    assert card_precision_at_k(day, card, y, score, k=k) == pytest.approx(expected)
+
+
+def test_strict_card_precision_drops_card_caught_on_an_earlier_day():
+    # k=1. Day 1: top card A is a fraud → 1/1. Day 2: A dropped, top card B is legit → 0/1.
+    # Mean over days = (1 + 0) / 2 = 0.5. (Keeping A on day 2 would give 1.0.)
+    got = card_precision_at_k_strict(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=1)
+    assert got == pytest.approx(0.5)
+
+
+def test_strict_card_precision_divides_by_k_even_when_fewer_cards_remain():
     # k=2. Day 1: A, B → 1 fraud → 1/2. Day 2: B, C → 1 fraud → 1/2. Mean 1/2.
-    assert card_precision_at_k(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2) == pytest.approx(
-        0.5
-    )
+    assert card_precision_at_k_strict(
+        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=2
+    ) == pytest.approx(0.5)
     # k=3. Day 1: 3 cards, 1 fraud → 1/3. Day 2: only B and C remain, 1 fraud → still 1/3.
-    assert card_precision_at_k(CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3) == pytest.approx(
-        1 / 3
-    )
+    assert card_precision_at_k_strict(
+        CARD_DAYS, CARD_IDS, CARD_LABELS, CARD_SCORES, k=3
+    ) == pytest.approx(1 / 3)
 
 
-def test_card_precision_accepts_int_day_indices_and_object_date_arrays():
+def test_strict_card_precision_accepts_int_day_indices_and_object_date_arrays():
     ints = [0, 0, 0, 1, 1, 1]
     objects = np.array(CARD_DAYS, dtype=object)
     for days in (ints, objects, np.array(CARD_DAYS, dtype="datetime64[D]")):
-        got = card_precision_at_k(days, CARD_IDS, CARD_LABELS, CARD_SCORES, k=1)
+        got = card_precision_at_k_strict(days, CARD_IDS, CARD_LABELS, CARD_SCORES, k=1)
         assert got == pytest.approx(0.5)
 
 
-def test_card_precision_takes_each_cards_max_score_and_max_label():
+def test_strict_card_precision_takes_each_cards_max_score_and_max_label():
     # Card X: legit tx at .9 and fraud tx at .1 → card score .9, card label 1.
     # Card Y: legit tx at .8. k=1: top card X is compromised → 1/1 = 1.0.
     # (Ranking transactions instead would put X's legit .9 first and give 0.)
-    got = card_precision_at_k([0, 0, 0], ["X", "X", "Y"], [0, 1, 0], [0.9, 0.1, 0.8], k=1)
+    got = card_precision_at_k_strict([0, 0, 0], ["X", "X", "Y"], [0, 1, 0], [0.9, 0.1, 0.8], k=1)
     assert got == pytest.approx(1.0)
 
 
-def test_card_precision_keeps_a_caught_card_out_on_all_later_days():
+def test_strict_card_precision_keeps_a_caught_card_out_on_all_later_days():
     # A: fraud on day 1, legit on day 2, top score on day 3 → dropped on days 2 and 3.
     # k=1. Day 1: A fraud → 1. Day 2: only B (legit) → 0. Day 3: B (fraud) → 1. Mean 2/3.
     days, cards = [D1, D2, D2, D3, D3], ["A", "A", "B", "A", "B"]
-    got = card_precision_at_k(days, cards, [1, 0, 0, 0, 1], [0.9, 0.9, 0.1, 0.9, 0.2], k=1)
+    got = card_precision_at_k_strict(days, cards, [1, 0, 0, 0, 1], [0.9, 0.9, 0.1, 0.9, 0.2], k=1)
     assert got == pytest.approx(2 / 3)
 
 
-def test_card_precision_counts_a_day_whose_cards_were_all_caught_as_zero():
+def test_strict_card_precision_counts_a_day_whose_cards_were_all_caught_as_zero():
     # Day 0: A fraud → 1/1. Day 1: only A, which is dropped → 0. Mean 1/2.
-    assert card_precision_at_k([0, 1], ["A", "A"], [1, 1], [0.9, 0.9], k=1) == pytest.approx(0.5)
+    assert card_precision_at_k_strict([0, 1], ["A", "A"], [1, 1], [0.9, 0.9], k=1) == pytest.approx(
+        0.5
+    )
 
 
-def test_card_precision_shares_the_last_places_among_tied_cards():
+def test_strict_card_precision_shares_the_last_places_among_tied_cards():
     # Scores .7 (fraud), then three cards tied at .5 (one fraud), then .1. k=2:
     # the .7 fraud takes place 1 (1 hit); one place is left for three tied cards of which one is
     # a fraud → 1 × 1/3 expected hits. (1 + 1/3) / 2 = 2/3, whatever the row order.
     labels, scores = [1, 1, 0, 0, 0], [0.7, 0.5, 0.5, 0.5, 0.1]
     cards = ["a", "b", "c", "d", "e"]
-    assert card_precision_at_k([0] * 5, cards, labels, scores, k=2) == pytest.approx(2 / 3)
+    assert card_precision_at_k_strict([0] * 5, cards, labels, scores, k=2) == pytest.approx(2 / 3)
     rev = slice(None, None, -1)
-    got = card_precision_at_k([0] * 5, cards[rev], labels[rev], scores[rev], k=2)
+    got = card_precision_at_k_strict([0] * 5, cards[rev], labels[rev], scores[rev], k=2)
     assert got == pytest.approx(2 / 3)
 
 
-def test_card_precision_ignores_frauds_ranked_below_k():
+def test_strict_card_precision_ignores_frauds_ranked_below_k():
     # k=1: the legit .9 card is checked; the frauds at .5 and .1 are below the cut → 0/1.
-    assert card_precision_at_k([0, 0, 0], ["a", "b", "c"], [0, 1, 1], [0.9, 0.5, 0.1], k=1) == 0.0
+    assert (
+        card_precision_at_k_strict([0, 0, 0], ["a", "b", "c"], [0, 1, 1], [0.9, 0.5, 0.1], k=1)
+        == 0.0
+    )
 
 
-def _card_precision_reference(day, card, y, score, k):
-    """Plain-Python reading of docs/models.md (distinct card scores, so no ties)."""
+def _strict_card_precision_reference(day, card, y, score, k):
+    """Plain-Python reading of the strict rules (distinct card scores, so no ties)."""
     first_fraud = {}
     for d, c, label in sorted(zip(day, card, y, strict=True)):
         if label and c not in first_fraud:
@@ -155,7 +234,7 @@ def _card_precision_reference(day, card, y, score, k):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_card_precision_matches_a_plain_reading_of_the_definition(seed):
+def test_strict_card_precision_matches_a_plain_reading_of_the_definition(seed):
     rng = np.random.default_rng(seed)
     n = 400
     day = rng.integers(0, 6, n).tolist()
@@ -163,8 +242,8 @@ def test_card_precision_matches_a_plain_reading_of_the_definition(seed):
     y = (rng.random(n) < 0.1).astype(int).tolist()
     score = rng.permutation(n).tolist()  # distinct, so card maxima never tie
     for k in (1, 5, 30):
-        expected = _card_precision_reference(day, card, y, score, k)
-        assert card_precision_at_k(day, card, y, score, k=k) == pytest.approx(expected)
+        expected = _strict_card_precision_reference(day, card, y, score, k)
+        assert card_precision_at_k_strict(day, card, y, score, k=k) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +286,7 @@ def test_summary_is_flat_floats_and_skips_metrics_without_inputs():
     full = summary(Y, S, 0.6, day=[0] * 6, card=list("abcdef"), amount=AMOUNT, k=2)
     assert all(isinstance(v, float) for v in full.values())
     assert full["card_precision_at_2"] == pytest.approx(1 / 2)  # top cards .9 fraud, .7 legit
+    assert full["card_precision_at_2_strict"] == pytest.approx(1 / 2)  # one day: no difference
     assert full["money_net"] == pytest.approx(150.0 - 4 * 5.0)  # default cost 5 per alert
     assert full["recall"] == pytest.approx(2 / 3) and full["tp"] == 2.0
     assert full["auc_roc"] == pytest.approx(roc_auc_score(Y, S))

@@ -193,12 +193,17 @@ def _by_batch(features: pl.DataFrame, batch_ids: list[str]) -> dict[str, pl.Data
 _SPARK_SCHEMES = ("file:", "s3a:", "hdfs:", "viewfs:", "gs:", "abfs:", "abfss:")
 
 
+def spark_reaches(lake: Lake) -> bool:
+    """Can Spark's executors read and write the lake's files? Not an in-memory file system."""
+    probe = lake.fs.unstrip_protocol(lake.root)
+    probe = "s3a:" + probe.removeprefix("s3:") if probe.startswith("s3:") else probe
+    return probe.startswith(_SPARK_SCHEMES)
+
+
 def _spark_urls(lake: Lake, first: dt.date, last: dt.date) -> list[str] | None:
     """The committed clean files Spark should read, or None when Spark cannot reach the lake
     (an in-memory file system): the rows then go to Spark from the driver."""
-    probe = lake.fs.unstrip_protocol(lake.root)
-    probe = "s3a:" + probe.removeprefix("s3:") if probe.startswith("s3:") else probe
-    if not probe.startswith(_SPARK_SCHEMES):
+    if not spark_reaches(lake):
         return None
     return lake.urls(CLEAN, first, last, for_spark=True)
 

@@ -64,7 +64,7 @@ ALL_STEPS = frozenset(Step)
 # Calendar flags follow from the timestamp: a weekend batch after weekday-only references is not
 # a quality problem, so they are left out.
 QUALITY_COLUMNS = [c for c in FEATURE_COLUMNS if c not in ("tx_during_weekend", "tx_during_night")]
-QUALITY_COLUMNS += ["tx_amount", "terminal_id"]
+QUALITY_COLUMNS = list(dict.fromkeys([*QUALITY_COLUMNS, "tx_amount", "terminal_id"]))
 
 
 class BatchSource(Protocol):
@@ -110,6 +110,7 @@ class CleanSummary:
     conserved: bool
     clean_schema: list[str]  # failures; empty when the table passed
     quarantine_schema: list[str]
+    engine: str = "polars"  # what cleaned the batch
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,12 @@ def ingest_range(
     order = sorted(dict.fromkeys(batch_ids))
     outcomes: list[BatchOutcome] = []
     drift = _DriftJudge(lake, config, champion) if Step.DRIFT in steps else None
-    committed = CommittedIds.from_lake(lake) if Step.CLEAN in steps else None
+    # Spark checks cross-batch ids on its executors, reading the lake (batch/spark_clean.py).
+    committed = (
+        CommittedIds.from_lake(lake)
+        if Step.CLEAN in steps and not _on_spark(config, lake)
+        else None
+    )
     for chunk in _chunks(order, row_estimate, config.chunk_rows):
         results = {b: BatchOutcome(b) for b in chunk}
         cleans: dict[str, pl.DataFrame] = {}
@@ -231,7 +237,7 @@ def _clean(
     lake: Lake,
     pseudonymizer: Pseudonymizer,
     config: RangeConfig,
-    committed: CommittedIds,
+    committed: CommittedIds | None,
 ) -> pl.DataFrame | None:
     from fraud_assets.batch.schemas import (
         QuarantinedTransactions,
@@ -256,8 +262,10 @@ def _clean(
         max_amount=config.max_amount,
         terminals=config.registry.ids if config.registry is not None else None,
         period=period,
-        committed=committed.of_others(batch_id),
+        committed=committed.of_others(batch_id) if committed is not None else None,
     )
+    if committed is None:
+        return _clean_spark(outcome, source, lake, pseudonymizer, config, settings, name, period)
     local_path = getattr(source, "local_path", None)
     try:
         if local_path is not None:
@@ -318,6 +326,86 @@ def _summary(
     )
 
 
+def _on_spark(config: RangeConfig, lake: Lake) -> bool:
+    """Spark cleans and featurises when chosen and its executors can reach the lake."""
+    if config.engine != "spark" or config.spark is None:
+        return False
+    from fraud_assets.batch.pipeline import spark_reaches
+
+    return spark_reaches(lake)
+
+
+def _raw_url(source: BatchSource, batch_id: str) -> str:
+    """The raw file as Spark's executors name it (file:, s3a:, hdfs:)."""
+    from pathlib import Path
+
+    local_path = getattr(source, "local_path", None)
+    if local_path is not None:
+        return Path(local_path(batch_id)).resolve().as_uri()
+    fs, _ = source.filesystem()  # type: ignore[attr-defined]
+    url = fs.unstrip_protocol(source.data_path(batch_id))  # type: ignore[attr-defined]
+    return "s3a://" + url.removeprefix("s3://") if url.startswith("s3://") else url
+
+
+def _clean_spark(
+    outcome: BatchOutcome,
+    source: BatchSource,
+    lake: Lake,
+    pseudonymizer: Pseudonymizer,
+    config: RangeConfig,
+    settings: CleaningConfig,
+    name: str,
+    period,  # noqa: ANN001 - a BatchPeriod
+) -> None:
+    """`_clean` on Spark: executors read the raw file and write the lake; no rows come back."""
+    from fraud_assets.batch.spark_clean import clean_batch_spark, first_line
+
+    batch_id = outcome.batch_id
+    try:
+        with source.open_batch(batch_id) as stream:
+            header = first_line(stream)
+        result = clean_batch_spark(
+            config.spark,
+            lake,
+            _raw_url(source, batch_id),
+            header,
+            batch_id,
+            pseudonymizer,
+            settings,
+            name,
+        )
+    except FileNotFoundError:
+        outcome.fail(Step.CLEAN, f"{name}: batch file not found in the landing zone")
+        return None
+    except RawBatchError as e:
+        outcome.fail(Step.CLEAN, str(e))
+        return None
+    if not result.conserved:  # a bug, never bad data: every line has exactly one destination
+        raise AssertionError(f"{batch_id}: rows not conserved")
+    outcome.clean = CleanSummary(
+        raw_rows=result.raw_rows,
+        clean_rows=result.clean_rows,
+        quarantined=result.quarantined,
+        duplicates=result.duplicates,
+        origin=result.origin,
+        period=str(period),
+        terminals=_terminal_check(config),
+        repaired=result.repaired,
+        by_reason=result.by_reason,
+        conserved=result.conserved,
+        clean_schema=result.clean_schema,
+        quarantine_schema=result.quarantine_schema,
+        engine="spark",
+    )
+    if outcome.clean.clean_schema:
+        outcome.fail(
+            Step.FEATURES,
+            f"{name}: clean table fails its schema (clean_schema), features not computed: "
+            + "; ".join(outcome.clean.clean_schema[:3]),
+        )
+    return None
+
+
 def _terminal_check(config: RangeConfig) -> str:
     registry = config.registry
     if registry is None:
@@ -333,6 +421,9 @@ def _featurise(
     ready = [o for o in outcomes if o.ok]
     if not ready:
         return {}
+    if _on_spark(config, lake):
+        _featurise_spark(ready, lake, config)
+        return {}  # the rows stay in the lake; drift reads them from there
     computed = features_for_batches(
         lake, [o.batch_id for o in ready], config.engine, config.spark, cleans
     )
@@ -358,6 +449,35 @@ def _featurise(
         )
         out[batch_id] = frame
     return out
+
+
+def _featurise_spark(ready: list[BatchOutcome], lake: Lake, config: RangeConfig) -> None:
+    from fraud_assets.batch.pipeline import history_problem
+    from fraud_assets.batch.spark_features import features_into_lake_spark
+
+    known = lake.coverage()
+    todo = []
+    for outcome in ready:
+        problem = history_problem(outcome.batch_id, known)
+        if problem is None:
+            todo.append(outcome)
+            continue
+        outcome.fail(Step.FEATURES, str(problem))
+        if isinstance(problem, LookbackMissing) and outcome.batch_id in known:
+            outcome.missing_history = problem.missing
+            record_refusal(lake, outcome.batch_id, problem.missing, known[outcome.batch_id].content)
+    if not todo:
+        return
+    done = features_into_lake_spark(config.spark, lake, [o.batch_id for o in todo], known)
+    for outcome in todo:
+        result = done[outcome.batch_id]
+        record_features(lake, outcome.batch_id, history_versions(known[outcome.batch_id], known))
+        outcome.features = FeatureSummary(
+            rows=result.rows,
+            fraud_share=result.fraud_share,
+            engine="spark",
+            schema=result.schema,
+        )
 
 
 class _DriftJudge:

@@ -70,15 +70,20 @@ def parse_batch(
     rules = rules or RowRules()
     with _raw_bytes(source) as data:
         newline = data.find(b"\n")
-        first = bytes(data[: len(data) if newline < 0 else newline]).rstrip(b"\r")
-        if first.decode("utf-8", "replace") != HEADER:
-            found = first[:200].decode("utf-8", "replace") if len(data) else "<empty file>"
-            raise RawBatchError(
-                f"{name} line 1: header does not match the raw batch format.\n"
-                f"  expected: {HEADER}\n  found:    {found}"
-            )
+        check_header(bytes(data[: len(data) if newline < 0 else newline]), name, len(data) == 0)
         body = len(data) if newline < 0 else newline + 1
         return apply_rules(_parse_body(data, body, rules.terminal_bound), data, body, rules)
+
+
+def check_header(first_line: bytes, name: str, empty_file: bool = False) -> None:
+    """Raise RawBatchError unless `first_line` (without its newline) is the format's header."""
+    first = first_line.rstrip(b"\r")
+    if first.decode("utf-8", "replace") != HEADER:
+        found = "<empty file>" if empty_file else first[:200].decode("utf-8", "replace")
+        raise RawBatchError(
+            f"{name} line 1: header does not match the raw batch format.\n"
+            f"  expected: {HEADER}\n  found:    {found}"
+        )
 
 
 def apply_rules(

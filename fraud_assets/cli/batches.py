@@ -175,9 +175,13 @@ def features(
     inputs: Annotated[list[str], _INPUTS],
     out: Annotated[str, _LAKE_OUT],
     engine: Annotated[Engine, typer.Option(help="polars (in process) or spark.")] = Engine.POLARS,
-    spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = (
-        "local[2]"
-    ),
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master for --engine spark (default: FRAUD_SPARK_MASTER, else local[2]): "
+            "spark://host:7077, yarn, k8s://…, sc://host:15002 (Spark Connect)."
+        ),
+    ] = None,
     max_terminal_id: Annotated[int, _MAX_TERMINAL] = validation_settings().max_terminal_id,
     max_amount: Annotated[float, _MAX_AMOUNT] = validation_settings().max_amount,
     terminals: Annotated[Path | None, _TERMINALS] = None,
@@ -192,15 +196,9 @@ def features(
     engine = Engine(engine).value
     spark = None
     if engine == "spark":
-        from pyspark.sql import SparkSession
+        from fraud_assets.spark.session import start_spark
 
-        spark = (
-            SparkSession.builder.master(spark_master)
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.ui.enabled", "false")
-            .config("spark.driver.maxResultSize", "0")
-            .getOrCreate()
-        )
+        spark = start_spark(spark_master)
     validation = _Validation(max_terminal_id, max_amount, terminals, origin_date)
     steps = {Step.RAW, Step.CLEAN, Step.FEATURES}
     source, outcomes = _run_batches(inputs, out, steps, validation, engine, spark)

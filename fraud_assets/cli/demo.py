@@ -1,8 +1,11 @@
 """`make demo`: the whole lifecycle on embedded defaults, in one process, no daemon needed.
 
 Simulate → landing sensor → ingest (raw, clean, features, drift) per batch → retraining sensor →
-train + champion review → scoring service on the champion → replay of the newest day → summary.
-Running it twice is safe: batches and trainings already done are recognised by their run keys.
+train the first champion → a week later: the newest batches land, are ingested, and a challenger
+trained on the newer window is reviewed against the champion (promoted or kept out, with the
+interval) → the champion's measured performance on labelled batches → scoring service on the
+champion → replay of the newest day → summary. Running it twice is safe: batches and trainings
+already done are recognised by their run keys.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ DEMO_START = dt.date(2025, 1, 1)
 DEMO_TRAINING_WINDOW_DAYS = 14  # + 7 validation + 7 review + 7 label delay = 35 days of data
 DRIFT_FROM_END = 3  # the last 3 days drift on purpose (amounts ×1.5, volume ×1.5)
 DIRTY_RATE = 0.002  # a few damaged rows per batch, to show the quarantine
+LATER_DAYS = 7  # the last week lands after the first champion: its challenger is reviewed
+PERFORMANCE_BATCHES = 2  # the newest labelled batches the champion is measured on
 
 
 @dataclass
@@ -34,6 +39,7 @@ class DemoSummary:
     drifted: list[str] = field(default_factory=list)
     model: dict[str, object] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
+    performance: list[str] = field(default_factory=list)
     scoring: dict[str, object] = field(default_factory=dict)
     desk: dict[str, object] = field(default_factory=dict)
 
@@ -49,10 +55,8 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
 
     import dagster as dg
 
-    from fraud_assets.cli.console import progress_bar
     from fraud_assets.cli.simulate import run_simulation, summary_line
     from fraud_assets.definitions import defs
-    from fraud_assets.dev.inprocess import publish_after, tick_sensor
     from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.simulation import SimulationParams
     from fraud_assets.simulation.params import DriftScenario
@@ -61,7 +65,10 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     summary = DemoSummary()
     url = landing_url()
 
-    console.rule(f"[bold]1. Simulate {days} days of card transactions into {url}")
+    # Simulated into a holding folder; batches are moved into the landing zone in two waves.
+    fs, landing_root = filesystem_for(url)
+    incoming = landing_root.rstrip("/") + "-incoming"
+    console.rule(f"[bold]1. Simulate {days} days of card transactions into {incoming}")
     params = SimulationParams(
         customers=customers,
         terminals=terminals,
@@ -72,12 +79,66 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
             start_day=max(days - DRIFT_FROM_END, 1), amount_factor=1.5, tx_per_day_factor=1.5
         ),
     )
-    console.print(
-        escape(summary_line(run_simulation(params, *filesystem_for(url), DIRTY_RATE), url))
-    )
+    simulated = run_simulation(params, fs, incoming, DIRTY_RATE)
+    console.print(escape(summary_line(simulated, incoming)))
+    # The first wave is at least a whole training window, so the first champion can be trained.
+    needed = defs.resources["model_training"].days_needed()
+    later = max(min(LATER_DAYS, len(simulated.batches) - needed), 0)
+    first_wave = simulated.batches[: len(simulated.batches) - later]
+    later_wave = simulated.batches[len(first_wave) :]
 
-    console.rule("[bold]2. Landing sensor: register the batches, ingest them in ranged runs")
     instance = dg.DagsterInstance.get()
+    console.rule(
+        f"[bold]2. {len(first_wave)} batches land; landing sensor: ingest them in ranged runs"
+    )
+    _land(fs, incoming, landing_root, first_wave)
+    failed = _ingest(console, defs, instance, summary, len(first_wave))
+
+    console.rule("[bold]3. Retraining sensor: train the first model, which becomes champion")
+    failed |= _train_and_review(console, defs, instance, summary)
+
+    if later_wave:
+        console.rule(f"[bold]4. A week later: {len(later_wave)} more batches land and are ingested")
+        _land(fs, incoming, landing_root, later_wave)
+        failed |= _ingest(console, defs, instance, summary, len(later_wave))
+        console.rule(
+            "[bold]5. Retraining sensor: a challenger on the newer window, reviewed against "
+            "the champion"
+        )
+        failed |= _train_and_review(console, defs, instance, summary)
+        console.rule("[bold]6. Champion performance on the newest batches with known labels")
+        failed |= _performance(console, defs, instance, summary)
+
+    console.rule("[bold]7. Scoring service: the champion answers the newest day, one by one")
+    newest = sorted(Path(url).glob("*.txt"))[-1]
+    _score_newest_day(console, newest, lake_url(), summary)
+
+    _model_report(console, instance, summary, quiet=True)
+    _batches_table(console, instance, summary)
+    _print_summary(console, summary, home, time.perf_counter() - started)
+    if failed:
+        raise SystemExit(1)
+
+
+def _land(fs, incoming: str, landing: str, batches: list[str]) -> None:  # noqa: ANN001
+    """Move batches into the landing zone as a bank's export would arrive: terminal master data
+    first, then per batch its defect manifest, its data file, and its completion marker last."""
+    from fraud_assets.rawdata.format import TERMINALS_FILE, data_name, manifest_name, marker_name
+
+    fs.makedirs(landing, exist_ok=True)
+    if fs.exists(f"{incoming}/{TERMINALS_FILE}"):
+        fs.copy(f"{incoming}/{TERMINALS_FILE}", f"{landing}/{TERMINALS_FILE}")
+    for batch in batches:
+        for name in (manifest_name(batch), data_name(batch), marker_name(batch)):
+            if fs.exists(f"{incoming}/{name}"):
+                fs.mv(f"{incoming}/{name}", f"{landing}/{name}")
+
+
+def _ingest(console: Console, defs, instance, summary: DemoSummary, days: int) -> bool:  # noqa: ANN001
+    """Landing sensor → ranged ingest runs → online state; True when anything failed."""
+    from fraud_assets.cli.console import progress_bar
+    from fraud_assets.dev.inprocess import publish_after, tick_sensor
+
     # The terminal registry first: cleaning quarantines rows of terminals the bank does not know.
     registry = tick_sensor(defs, instance, "terminal_registry_sensor", log_level="WARNING")
     for key, error in registry.failed.items():
@@ -100,7 +161,6 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
         publish_failed = publish_after(defs, instance, outcome.runs, log_level="WARNING")
     for run_id in publish_failed:
         console.print(f"[red]online_feature_state run {run_id} failed")
-    _batches_table(console, instance, summary)
     took = time.perf_counter() - ingest_started
     console.print(
         f"{len(outcome.added_partitions)} new partition(s); {len(outcome.succeeded)} batch(es) "
@@ -108,8 +168,12 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
         f"(at most FRAUD_BATCHES_PER_RUN per run); {len(outcome.failed)} failed, "
         f"{len(outcome.already_run)} run(s) already done."
     )
+    return bool(outcome.failed or registry.failed or publish_failed)
 
-    console.rule("[bold]3. Retraining sensor: train a challenger, review it against the champion")
+
+def _train_and_review(console: Console, defs, instance, summary: DemoSummary) -> bool:  # noqa: ANN001
+    from fraud_assets.dev.inprocess import tick_sensor
+
     with console.status("training CatBoost and running the champion–challenger review…"):
         training = tick_sensor(defs, instance, "retraining_sensor", log_level="WARNING")
     if training.skip_reason:
@@ -117,14 +181,48 @@ def run_demo(console: Console, days: int, customers: int, terminals: int) -> Non
     for key, error in training.failed.items():
         console.print(f"[red]training run {key} failed: {escape(error.splitlines()[0])}")
     _model_report(console, instance, summary)
+    return bool(training.failed)
 
-    console.rule("[bold]4. Scoring service: the champion answers the newest day, one by one")
-    newest = sorted(Path(url).glob("*.txt"))[-1]
-    _score_newest_day(console, newest, lake_url(), summary)
 
-    _print_summary(console, summary, home, time.perf_counter() - started)
-    if outcome.failed or training.failed or registry.failed or publish_failed:
-        raise SystemExit(1)
+def _performance(console: Console, defs, instance, summary: DemoSummary) -> bool:  # noqa: ANN001
+    """champion_performance of the newest batches whose labels are known (older than the delay)."""
+    import dagster as dg
+
+    from fraud_assets.defs.performance import champion_performance
+
+    batches = sorted(instance.get_dynamic_partitions("batches"))
+    delay = defs.resources["model_training"].delay_days
+    labelled = batches[: max(len(batches) - delay, 0)][-PERFORMANCE_BATCHES:]
+    failed = False
+    for batch in labelled:
+        result = dg.materialize(
+            [champion_performance],
+            resources=defs.resources,
+            instance=instance,
+            partition_key=batch,
+            raise_on_error=False,
+            tags={"fraud/demo": "performance"},
+        )
+        if not result.success:
+            console.print(f"[red]champion_performance {batch} failed")
+            failed = True
+            continue
+        m = {
+            k: v.value
+            for k, v in result.asset_materializations_for_node("champion_performance")[
+                0
+            ].metadata.items()
+        }
+        validation = m.get("validation_average_precision", float("nan"))
+        line = (
+            f"{batch}: champion v{m['champion_version']} AUC {m['auc_roc']:.3f}, AP "
+            f"{m['average_precision']:.3f} (validation {validation:.3f}), "
+            f"card precision@100 {m['card_precision_at_100']:.3f}, recall {m['recall']:.3f} and "
+            f"FPR {m['fpr']:.3f} at the served threshold, alert rate {m['alert_rate']:.3%}"
+        )
+        summary.performance.append(line)
+        console.print(line)
+    return failed
 
 
 def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
@@ -157,7 +255,7 @@ def _batches_table(console: Console, instance, summary: DemoSummary) -> None:  #
         summary.quarantined = dict(reasons.iter_rows())
 
 
-def _model_report(console: Console, instance, summary: DemoSummary) -> None:  # noqa: ANN001
+def _model_report(console: Console, instance, summary: DemoSummary, quiet: bool = False) -> None:  # noqa: ANN001, E501
     import dagster as dg
 
     def latest(asset: str) -> list[dict]:
@@ -173,8 +271,8 @@ def _model_report(console: Console, instance, summary: DemoSummary) -> None:  # 
         f"v{r.get('challenger_version')}: {r.get('decision')} — {r.get('reason')}"
         for r in reversed(reviews)
     ]
-    for line in summary.decisions:
-        console.print(line)
+    if not quiet and summary.decisions:
+        console.print(summary.decisions[-1])
 
 
 def _score_newest_day(console: Console, raw_file: Path, lake: str, summary: DemoSummary) -> None:
@@ -316,6 +414,7 @@ def _print_summary(console: Console, s: DemoSummary, home: str, seconds: float) 
             f"at threshold {m.get('threshold', 0):.4f}",
         )
     table.add_row("promotion decisions", "\n".join(s.decisions) or "none")
+    table.add_row("champion performance", "\n".join(s.performance) or "none")
     if s.scoring:
         c = s.scoring
         table.add_row(

@@ -137,6 +137,15 @@ def backtest(
         str, typer.Option(help="none | class_weights | focal (CatBoost imbalance handling).")
     ] = "none",
     max_fpr: Annotated[float, typer.Option(help="FPR bound of the threshold policy.")] = 0.05,
+    known_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Cards with a fraud in this many days before the label gap (and during it) are "
+            "known compromised and left out; 7 is the handbook's protocol, 0 means every "
+            "earlier fraud in the data.",
+        ),
+    ] = 7,
     predictions_out: Annotated[
         Path | None,
         typer.Option(help="Parquet of transaction_id and score for every test-day transaction."),
@@ -151,9 +160,11 @@ def backtest(
 ) -> None:
     """Walk-forward backtest: train as the challenger asset does, test on the following days.
 
-    Prints one JSON line per fold and one with their mean: AUC ROC, average precision, card
-    precision@100, and recall / FPR at the chosen threshold. Cards already known compromised are
-    left out of each test day's metrics (not of --predictions-out).
+    Prints a JSON line naming the card precision definition and the known-compromised rule,
+    then one per fold and one with their mean: AUC ROC, average precision, card precision@100
+    (handbook definition) and its strict variant, recall / FPR at the chosen threshold, and the
+    recall per fraud scenario when the data has them. Cards already known compromised are left
+    out of each test day's metrics (not of --predictions-out).
     """
     import polars as pl
 
@@ -161,6 +172,10 @@ def backtest(
     from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.modeling.backtest import REPORTED, mean_of
     from fraud_assets.modeling.backtest import backtest as run_backtest
+    from fraud_assets.modeling.metrics import (
+        CARD_PRECISION_DEFINITION,
+        CARD_PRECISION_STRICT_DEFINITION,
+    )
     from fraud_assets.modeling.training import TrainingConfig
 
     root = Path(features_dir)
@@ -182,11 +197,22 @@ def backtest(
         err.print(f"{labels.height} investigator labels with their known-at times")
     try:
         results = run_backtest(
-            features, train_days, delay_days, test_start.date(), test_days, folds, config, labels
-        )
+            features, train_days, delay_days, test_start.date(), test_days, folds, config,
+            known_days=known_days or None, labels=labels,
+        )  # fmt: skip
     except ValueError as e:
         err.print(f"[red]{e}")
         raise typer.Exit(1) from e
+    print(
+        json.dumps(
+            {
+                "card_precision_at_100": CARD_PRECISION_DEFINITION,
+                "card_precision_at_100_strict": CARD_PRECISION_STRICT_DEFINITION,
+                "known_compromised": f"a fraud in the {known_days} days before the label gap "
+                "or during it" if known_days else "any earlier fraud in the data",
+            }
+        )
+    )
     for fold in results:
         line = {
             "fold": fold.fold,
@@ -197,11 +223,11 @@ def backtest(
             "test_rows": fold.test_rows,
             "test_frauds": fold.test_frauds,
             "investigator_rows": fold.investigator_rows,
-            **{k: _finite(fold.metrics[k]) for k in REPORTED},
+            **{k: _finite(fold.metrics[k]) for k in REPORTED if k in fold.metrics},
         }
         print(json.dumps(line))
     mean = mean_of(results)
-    print(json.dumps({"fold": "mean", **{k: _finite(mean[k]) for k in REPORTED}}))
+    print(json.dumps({"fold": "mean", **{k: _finite(mean[k]) for k in REPORTED if k in mean}}))
     if predictions_out is not None:
         pl.concat([f.predictions for f in results]).select("transaction_id", "score").write_parquet(
             predictions_out

@@ -14,14 +14,20 @@ from fraud_assets.lake.filesystems import filesystem_for
 
 def demo(
     days: Annotated[
-        int, typer.Option(min=36, help="Days of data to simulate (training needs 35).")
-    ] = 38,
+        int,
+        typer.Option(
+            min=36,
+            help="Days of data to simulate (training needs 35; up to 7 more land a week later "
+            "for the challenger).",
+        ),
+    ] = 42,
     customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 3_000,
     terminals: Annotated[int, typer.Option(min=1, help="Number of terminals.")] = 6_000,
 ) -> None:
     """The whole lifecycle on embedded defaults: simulate days into ./data/landing (the last 3
     drift on purpose), ingest each batch through the landing sensor, train and promote a
-    champion, replay the newest day through the scoring service, and print a summary."""
+    champion, land the last week and review a challenger against it, measure the champion on
+    labelled batches, replay the newest day through the scoring service, and print a summary."""
     from fraud_assets.cli.demo import run_demo  # Dagster is only imported when needed
 
     run_demo(console, days=days, customers=customers, terminals=terminals)

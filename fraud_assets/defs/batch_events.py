@@ -201,8 +201,12 @@ def _failures(lines: list[str]) -> dict:
     return {"failures": dg.MetadataValue.md("\n".join(f"- `{line}`" for line in lines[:50]))}
 
 
+ENGINE = "fraud/engine"  # which engine made the materialization: polars or spark
+
+
 def _clean_metadata(clean: CleanSummary) -> dict:
     return {
+        ENGINE: clean.engine,
         "dagster/row_count": clean.clean_rows,
         "dagster/column_schema": column_schema(clean_transactions_schema()),
         "raw_rows": clean.raw_rows,
@@ -222,6 +226,7 @@ def _clean_metadata(clean: CleanSummary) -> dict:
 
 def _quarantine_metadata(clean: CleanSummary) -> dict:
     return {
+        ENGINE: clean.engine,
         "dagster/row_count": clean.quarantined,
         "dagster/column_schema": column_schema(QuarantinedTransactions),
         "by_reason": dg.MetadataValue.table(
@@ -236,6 +241,7 @@ def _quarantine_metadata(clean: CleanSummary) -> dict:
 
 def _feature_metadata(features: FeatureSummary) -> dict:
     return {
+        ENGINE: features.engine,
         "dagster/row_count": features.rows,
         "dagster/column_schema": column_schema(TransactionFeatures),
         "engine": features.engine,

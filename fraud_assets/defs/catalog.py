@@ -12,10 +12,12 @@ CODE_VERSIONS = {
     "raw_transactions": "1",
     "clean_transactions": "1",
     "quarantined_transactions": "1",
-    "transaction_features": "1",
+    "transaction_features": "2",  # issue 20: amount ratios, terminal_fraud_run_days
     "drift_report": "1",
     "terminal_registry": "1",
-    "challenger_model": "1",
+    "challenger_model": "2",  # issue 20: selected settings, model card, faster defaults
+    "model_selection": "1",
+    "champion_performance": "1",
     "champion_review": "1",
     "online_feature_state": "1",
     "fraud_labels": "1",

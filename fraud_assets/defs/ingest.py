@@ -89,7 +89,7 @@ class IngestSettings(dg.Config):
             CLEAN,
             [RAW, TERMINAL_REGISTRY],
             "cleaning",
-            {"polars", "parquet"},
+            {"polars", "spark", "parquet"},
             "Repaired, de-duplicated, pseudonymised transactions that keep to the data contract "
             "(ids, amounts, the batch's days, registered terminals, ids no other batch holds); "
             "Parquet by date.",
@@ -99,7 +99,7 @@ class IngestSettings(dg.Config):
             QUARANTINE,
             [RAW, TERMINAL_REGISTRY],
             "cleaning",
-            {"polars", "parquet"},
+            {"polars", "spark", "parquet"},
             "Rows that could not be trusted: line number and reason (their raw lines, which hold "
             "real ids, in the restricted zone of the lake).",
             tags("clean", "pseudonymised"),

@@ -13,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from fraud_assets.features.spec import CUSTOMER_FEATURES, NIGHT_LAST_HOUR, TERMINAL_FEATURES
+from fraud_assets.features.spec import (
+    CUSTOMER_FEATURES,
+    LABEL_DELAY_DAYS,
+    NIGHT_LAST_HOUR,
+    RATIO_WINDOWS_DAYS,
+    RUN_WINDOW_DAYS,
+    SECONDS_PER_DAY,
+    TERMINAL_FEATURES,
+)
 from fraud_assets.features.windows import customer_windows, terminal_windows
 
 
@@ -31,8 +39,84 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
         tx_during_night=(pl.col("tx_datetime").dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8),
         **{name: columns[name] for name in CUSTOMER_FEATURES + TERMINAL_FEATURES},
     ).with_columns(
-        customer_amount_ratio_30d=pl.col("tx_amount") / pl.col("customer_avg_amount_30d")
+        **{
+            f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
+            for w in RATIO_WINDOWS_DAYS
+        },
+        terminal_fraud_run_days=terminal_fraud_runs(frame),
     )
+
+
+def terminal_fraud_runs(frame: pl.DataFrame) -> pl.Series:
+    """`terminal_fraud_run_days` of spec for every row of `frame` (in frame order).
+
+    Per terminal, in (time, id) order, each fraud row carries the time its unbroken run of
+    frauds started. A row at t looks up the terminal's last row with time <= t - d (its newest
+    known label): an as-of join on time, over one row per (terminal, second) -- the last in id
+    order, as spec orders ties. The run is then cut at the window's start: when it began at or
+    before t - d - R, it starts at the terminal's first row inside the window (a forward as-of
+    join on the window's edge).
+    """
+    delay = LABEL_DELAY_DAYS * SECONDS_PER_DAY
+    width = RUN_WINDOW_DAYS * SECONDS_PER_DAY
+    t, fraud = pl.col("tx_time_seconds"), pl.col("tx_fraud")
+    rows = (
+        frame.select("terminal_id", "tx_time_seconds", "transaction_id", "tx_fraud")
+        .with_row_index("_row")
+        .sort("terminal_id", "tx_time_seconds", "transaction_id")
+    )
+    starts = fraud.cast(pl.Boolean) & ~fraud.shift(1).over("terminal_id").fill_null(0).cast(
+        pl.Boolean
+    )
+    known = (
+        rows.with_columns(
+            _run=pl.when(starts).then(t).forward_fill().over("terminal_id"),
+        )
+        .with_columns(_run=pl.when(fraud == 1).then(pl.col("_run")))
+        .group_by("terminal_id", "tx_time_seconds", maintain_order=True)
+        .last()
+        .select("terminal_id", pl.col("tx_time_seconds").alias("_known_t"), "_run")
+        .sort("_known_t")
+    )
+    first_in_window = (
+        rows.group_by("terminal_id", "tx_time_seconds", maintain_order=True)
+        .first()
+        .select("terminal_id", pl.col("tx_time_seconds").alias("_first_t"))
+        .sort("_first_t")
+    )
+    looked_up = (
+        rows.with_columns(_upto=t - delay, _after=t - delay - width + 1)
+        .sort("_upto")
+        .join_asof(
+            known,
+            left_on="_upto",
+            right_on="_known_t",
+            by="terminal_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .sort("_after")
+        .join_asof(
+            first_in_window,
+            left_on="_after",
+            right_on="_first_t",
+            by="terminal_id",
+            strategy="forward",
+            check_sortedness=False,
+        )
+        .with_columns(
+            _seconds=pl.when(
+                pl.col("_run").is_not_null() & (pl.col("_known_t") >= pl.col("_after"))
+            )
+            .then(t - pl.max_horizontal("_run", "_first_t"))
+            .otherwise(0)
+        )
+        .sort("_row")
+    )
+    # numpy's true division, correctly rounded like Python's (the scoring service's): Polars
+    # may multiply by the reciprocal instead, one ulp away.
+    seconds = looked_up["_seconds"].cast(pl.Int64).to_numpy()
+    return pl.Series("terminal_fraud_run_days", seconds / SECONDS_PER_DAY)
 
 
 def _in_time_order(frame: pl.DataFrame) -> bool:

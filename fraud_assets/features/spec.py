@@ -13,6 +13,12 @@ Terminal risk, delay d = LABEL_DELAY_DAYS:
     the terminal's transactions with time in (t - (d+w)*86400, t - d*86400].
     terminal_nb_tx_{w}d = their count, terminal_risk_{w}d = frauds / count (0 when none).
 tx_during_weekend: Saturday or Sunday; tx_during_night: hour <= 6.
+tx_amount: the amount itself, a model input as it is.
+customer_amount_ratio_{w}d, w in RATIO_WINDOWS_DAYS: tx_amount / customer_avg_amount_{w}d.
+terminal_fraud_run_days: among the terminal's transactions with time in (t - (d+R)*86400,
+    t - d*86400], R = RUN_WINDOW_DAYS, in (time, id) order: when the last of them is a fraud,
+    (t - s) / 86400 with s the time of the first of the unbroken run of frauds that ends with it
+    (cut at the window's start); 0.0 when the last is genuine or there are none.
 """
 
 from __future__ import annotations
@@ -33,8 +39,18 @@ TERMINAL_FEATURES = [
 ]
 BASELINE_FEATURES = CALENDAR_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
 
-# Extra: fraud scenario 3 multiplies a card's amounts by 5, so an amount far above the card's own
-# recent mean is a strong signal that the absolute amount alone does not give.
-EXTRA_FEATURES = ["customer_amount_ratio_30d"]  # tx_amount / customer_avg_amount_30d
+# The amount itself: fraud scenario 1 is every amount above a fixed limit, which no ratio shows.
+AMOUNT_FEATURES = ["tx_amount"]
 
-FEATURE_COLUMNS = BASELINE_FEATURES + EXTRA_FEATURES
+# Extra: fraud scenario 3 multiplies a card's amounts by 5, so an amount far above the card's own
+# recent mean is a strong signal that the absolute amount alone does not give. The 1- and 7-day
+# means react to a burst the 30-day mean dilutes.
+RATIO_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
+EXTRA_FEATURES = [f"customer_amount_ratio_{w}d" for w in RATIO_WINDOWS_DAYS]
+
+# A compromised terminal produces frauds for a while and is then repaired: how long its known
+# frauds have run tells a terminal still compromised from one whose run is over (or a one-off).
+RUN_WINDOW_DAYS = max(WINDOWS_DAYS)
+TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days"]
+
+FEATURE_COLUMNS = AMOUNT_FEATURES + BASELINE_FEATURES + EXTRA_FEATURES + TERMINAL_RUN_FEATURES

@@ -439,6 +439,33 @@ class CommitWriter:
             self.whole(RESTRICTED_QUARANTINE, lines, self.lake.quarantine_key)
         return path
 
+    def adopt(
+        self, table: str, staged: str, rows: int, day: str | None = None, part: int = 0
+    ) -> str:
+        """Take a file another writer made (Spark's executors, in `lake/spark_staging.py`) into
+        this commit: it is moved to a fresh name of the batch, which the commit then names.
+
+        `part` orders a table's files of one date: readers concatenate them by name.
+        """
+        self._check(table)
+        folder = f"{table}/tx_date={day}" if day else table
+        entry = FileEntry(
+            table, f"{folder}/{self.batch_id}.{self.commit_id}.{part:05d}.parquet", rows, day
+        )
+        target = self.lake.path(entry.path)
+        with self._lock:
+            first = self._count == 0
+            self._count += 1
+        self.written.append(entry)
+        self.lake.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        self.lake.fs.mv(staged, target)
+        if is_local(self.lake.fs):
+            sync_file(target)
+        if first:
+            crash_if(self.stage, AFTER_FIRST_FILE)
+        self.files.append(entry)
+        return target
+
     def keep(self, table: str) -> None:
         """Carry the previous version's files of `table` into this one."""
         if self.previous is not None:

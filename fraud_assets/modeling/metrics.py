@@ -77,21 +77,20 @@ def _series(name: str, values: Any) -> pl.Series:
     return pl.Series(name, values)
 
 
-def card_precision_at_k(
-    day: ArrayLike, card: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int = 100
-) -> float:
-    """Card precision@k (docs/models.md): the share of frauds among the k cards analysts can check
-    per day, averaged over days.
+CARD_PRECISION_DEFINITION = (
+    "card precision@k, handbook definition: per test day the k highest-scored cards are checked; "
+    "cards detected (fraudulent and in the top k) on an earlier day of the period are dropped"
+)
+"""Printed beside every card precision figure, so no number is read under the wrong rules."""
 
-    Analysts review cards, not transactions, and a compromised card is blocked once caught, so:
-    per day, cards with a fraud label on an earlier day of this data are dropped (caught from the
-    day after their first fraud on); each remaining card gets its maximum score and maximum label
-    of the day; the k highest-scored cards are checked and their frauds divided by k (also when
-    fewer than k cards remain). Every distinct day of `day` counts, a day with no remaining card
-    as 0. Cards tied on the score at the k-th place share the remaining places: they add their
-    fraud fraction times the free places, the expected value of a random tie-break, so the result
-    never depends on row order.
-    """
+CARD_PRECISION_STRICT_DEFINITION = (
+    "card precision@k, strict: as the handbook's, but every card with a fraud label on an "
+    "earlier day of the period is dropped, whether or not it was in that day's top k"
+)
+
+
+def _card_frame(day: ArrayLike, card: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int):
+    """Per (day, card): the card's maximum label and score; None when there are no rows."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     y = as_labels(y_true)
@@ -100,10 +99,81 @@ def card_precision_at_k(
     if days.len() != y.size or cards.len() != y.size:
         raise ValueError("day, card, y_true and score must have the same length")
     if y.size == 0:
-        return math.nan
+        return None, None
     labels = pl.Series("label", y.astype(np.int8))
     frame = pl.DataFrame([days, cards, labels, pl.Series("score", s)])
     per_card = frame.group_by("day", "card").agg(pl.col("label").max(), pl.col("score").max())
+    return frame.select(pl.col("day").unique()), per_card
+
+
+def _top_k(per_card: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Each (day, card) with `taken`: the expected share of it inside its day's top k.
+
+    Cards tied on the score at the k-th place share the free places (the expected value of a
+    random tie-break), so no result depends on row order.
+    """
+    n, before = pl.col("n"), pl.col("before")
+    groups = (
+        per_card.group_by("day", "score")
+        .agg(n=pl.len().cast(pl.Int64))  # signed: k - before
+        .sort(["day", "score"], descending=[False, True])
+        .with_columns(before=n.cum_sum().over("day") - n)  # cards ranked strictly above the tie
+        .with_columns(taken=pl.min_horizontal(pl.max_horizontal(k - before, 0), n) / n)
+    )
+    return per_card.join(groups.select("day", "score", "taken"), on=["day", "score"])
+
+
+def _mean_over_days(all_days: pl.DataFrame, hits: pl.DataFrame, k: int) -> float:
+    per_day = all_days.join(hits, on="day", how="left")
+    return float(per_day.select(pl.col("hits").fill_null(0.0).mean()).item()) / k
+
+
+def card_precision_at_k(
+    day: ArrayLike, card: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int = 100
+) -> float:
+    """Card precision@k as the fraud-detection handbook defines it (`CARD_PRECISION_DEFINITION`).
+
+    Analysts review cards, not transactions: each card of a day gets its maximum score and
+    maximum label, the k highest-scored cards are checked, and their frauds divided by k (also
+    when fewer than k cards remain); the mean is taken over every distinct day of `day` (a day
+    with no remaining card counts 0). A card checked and found fraudulent is blocked, so it is
+    dropped from every later day. A fraudulent card the analysts did *not* check stays: it is
+    still a card to find. Cards known compromised before the period are the caller's to remove
+    (the backtest does). Cards tied at the k-th place share the free places; such a card counts
+    as detected when any share of it was checked.
+    """
+    all_days, per_card = _card_frame(day, card, y_true, score, k)
+    if per_card is None:
+        return math.nan
+    per_card = _top_k(per_card, k)
+    detected: set = set()
+    hits = []
+    for (d,), rows in per_card.sort("day").group_by("day", maintain_order=True):
+        if detected:
+            rows = _top_k(rows.drop("taken").filter(~pl.col("card").is_in(list(detected))), k)
+        checked = rows.filter(pl.col("taken") > 0)
+        hits.append((d, float((checked["label"] * checked["taken"]).sum())))
+        detected.update(checked.filter(pl.col("label") == 1)["card"].to_list())
+    frame = pl.DataFrame(
+        {"day": [h[0] for h in hits], "hits": [h[1] for h in hits]},
+        schema={"day": all_days.schema["day"], "hits": pl.Float64},
+    )
+    return _mean_over_days(all_days, frame, k)
+
+
+def card_precision_at_k_strict(
+    day: ArrayLike, card: ArrayLike, y_true: ArrayLike, score: ArrayLike, k: int = 100
+) -> float:
+    """Card precision@k under stricter rules (`CARD_PRECISION_STRICT_DEFINITION`).
+
+    As `card_precision_at_k`, except that on each day every card with a fraud label on an
+    earlier day of this data is dropped (caught from the day after its first fraud on), whether
+    or not it was checked. It asks "how well are *new* compromised cards found"; it is lower
+    than the handbook figure and not comparable with published ones.
+    """
+    all_days, per_card = _card_frame(day, card, y_true, score, k)
+    if per_card is None:
+        return math.nan
     first_fraud = (
         per_card.filter(pl.col("label") == 1)
         .group_by("card")
@@ -112,18 +182,12 @@ def card_precision_at_k(
     remaining = per_card.join(first_fraud, on="card", how="left").filter(
         pl.col("first_fraud_day").is_null() | (pl.col("day") <= pl.col("first_fraud_day"))
     )
-    n, before = pl.col("n"), pl.col("before")
     hits = (
-        remaining.group_by("day", "score")
-        .agg(n=pl.len().cast(pl.Int64), frauds=pl.col("label").sum())  # signed: k - before
-        .sort(["day", "score"], descending=[False, True])
-        .with_columns(before=n.cum_sum().over("day") - n)  # cards ranked strictly above the tie
-        .with_columns(taken=pl.min_horizontal(pl.max_horizontal(k - before, 0), n))
+        _top_k(remaining.drop("first_fraud_day"), k)
         .group_by("day")
-        .agg(hits=(pl.col("frauds") * pl.col("taken") / n).sum())
+        .agg(hits=(pl.col("label") * pl.col("taken")).sum())
     )
-    per_day = frame.select(pl.col("day").unique()).join(hits, on="day", how="left")
-    return float(per_day.select(pl.col("hits").fill_null(0.0).mean()).item()) / k
+    return _mean_over_days(all_days, hits, k)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -190,6 +254,26 @@ def expected_money(
     }
 
 
+SCENARIOS = (1, 2, 3)
+"""The simulator's fraud scenarios: 1 amount above 220, 2 compromised terminal (every
+transaction there for 28 days), 3 compromised card (a third of its amounts × 5 for 14 days)."""
+
+
+def scenario_recall(scenario: ArrayLike, score: ArrayLike, threshold: float) -> dict[str, float]:
+    """recall_scenario_{s}: the share of scenario-s frauds scored at or above `threshold`; NaN
+    when there are none. `scenario` holds 0 for genuine rows, else the scenario number."""
+    sc = np.asarray(scenario)
+    s = as_scores(score, sc.size)
+    out = {}
+    for number in SCENARIOS:
+        chosen = sc == number
+        n = int(np.count_nonzero(chosen))
+        out[f"recall_scenario_{number}"] = (
+            float(np.count_nonzero(s[chosen] >= threshold)) / n if n else math.nan
+        )
+    return out
+
+
 def summary(
     y_true: ArrayLike,
     score: ArrayLike,
@@ -204,8 +288,9 @@ def summary(
 
     Card precision needs both `day` and `card`, money needs `amount`; those are left out when
     their inputs are None. Keys: n_rows, fraud_rate, auc_roc, average_precision,
-    card_precision_at_{k}, threshold, precision, recall, f1, fpr, f_beta, tp, fp, tn, fn,
-    money_saved, money_lost, money_alerts, money_alert_cost, money_net.
+    card_precision_at_{k} (handbook definition), card_precision_at_{k}_strict, threshold,
+    precision, recall, f1, fpr, f_beta, tp, fp, tn, fn, money_saved, money_lost, money_alerts,
+    money_alert_cost, money_net.
     """
     y = as_labels(y_true)
     s = as_scores(score, y.size)
@@ -217,6 +302,7 @@ def summary(
     }
     if day is not None and card is not None:
         out[f"card_precision_at_{k}"] = card_precision_at_k(day, card, y, s, k=k)
+        out[f"card_precision_at_{k}_strict"] = card_precision_at_k_strict(day, card, y, s, k=k)
     out["threshold"] = float(threshold)
     out |= {name: float(v) for name, v in threshold_metrics(y, s, threshold).items()}
     if amount is not None:

@@ -47,6 +47,7 @@ HISTORY_TAG = "champion_history"  # JSON list of former champion versions, newes
 HISTORY_KEPT = 50
 MODEL_ARTIFACT = "model"
 FEATURES_ARTIFACT = "features.json"
+CARD_ARTIFACT, CARD_TEXT = "model_card.json", "model_card.md"
 
 
 class RegistryError(LookupError):
@@ -183,12 +184,16 @@ class ModelRegistry:
         return self._experiment_id
 
     def log_challenger(
-        self, trained: TrainedModel, tags: dict[str, str] | None = None
+        self,
+        trained: TrainedModel,
+        tags: dict[str, str] | None = None,
+        card: dict | None = None,
     ) -> ModelVersionInfo:
         """Log one run (params, validation metrics, features, window, model) and register it as a
         new version carrying its threshold, with the alias `challenger`.
 
-        `tags` (e.g. the Dagster run id and partitions) go on both the run and the version.
+        `tags` (e.g. the Dagster run id and partitions) go on both the run and the version;
+        `card` (`model_card.build_card`) is logged as model_card.json and model_card.md.
         """
         tags = {k: str(v) for k, v in (tags or {}).items()}
         window = trained.window
@@ -229,6 +234,11 @@ class ModelRegistry:
             ) as run:
                 mlflow.log_params(params)
                 mlflow.log_dict({"feature_names": trained.feature_names}, FEATURES_ARTIFACT)
+                if card is not None:
+                    from fraud_assets.modeling.model_card import render
+
+                    mlflow.log_dict(card, CARD_ARTIFACT)
+                    mlflow.log_text(render(card, f"{self.model_name}, {run_name}"), CARD_TEXT)
                 info = mlflow.catboost.log_model(
                     trained.model,
                     name=MODEL_ARTIFACT,

@@ -31,7 +31,7 @@ DEFAULT_DRIFT_SHARE = 0.5
 # estimates the distances well enough for a verdict.
 DEFAULT_SAMPLE_ROWS = 50_000
 # The model features plus the raw amount (the quantity every amount feature is built from).
-MONITORED_FEATURES: list[str] = [*FEATURE_COLUMNS, "tx_amount"]
+MONITORED_FEATURES: list[str] = list(dict.fromkeys([*FEATURE_COLUMNS, "tx_amount"]))
 WEEKEND_FLAG = "tx_during_weekend"
 
 

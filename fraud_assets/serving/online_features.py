@@ -73,6 +73,8 @@ from fraud_assets.features.spec import (
     FEATURE_COLUMNS,
     LABEL_DELAY_DAYS,
     NIGHT_LAST_HOUR,
+    RATIO_WINDOWS_DAYS,
+    RUN_WINDOW_DAYS,
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
 )
@@ -81,6 +83,7 @@ CUSTOMER_RETENTION_SECONDS = max(WINDOWS_DAYS) * SECONDS_PER_DAY
 TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PER_DAY
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
+_RUN_SECONDS = RUN_WINDOW_DAYS * SECONDS_PER_DAY
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
 DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
 SNAPSHOT_COLUMNS = (
@@ -176,6 +179,7 @@ class _Windows:
     customer_sums: tuple[float, ...]
     terminal_counts: tuple[int, ...]
     terminal_frauds: tuple[int, ...]
+    terminal_run_seconds: int = 0  # t - start of the terminal's newest known fraud run, or 0
 
 
 def _assemble(tx: Transaction, windows: _Windows) -> Features:
@@ -191,7 +195,12 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
         count, frauds = windows.terminal_counts[i], windows.terminal_frauds[i]
         out[f"terminal_nb_tx_{w}d"] = count
         out[f"terminal_risk_{w}d"] = frauds / count if count else 0.0
-    out["customer_amount_ratio_30d"] = tx.tx_amount / out["customer_avg_amount_30d"]
+    # Model features derived from the ones above (issue 20): same operations, same order as
+    # features.polars_engine, so the doubles are identical.
+    out["tx_amount"] = tx.tx_amount
+    for w in RATIO_WINDOWS_DAYS:
+        out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
+    out["terminal_fraud_run_days"] = windows.terminal_run_seconds / SECONDS_PER_DAY
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
 
@@ -339,6 +348,21 @@ def _after(rows: list, seconds: int) -> int:
     return bisect_right(rows, (seconds, math.inf))
 
 
+def _fraud_run_seconds(txs: list, frauds: list, end: int, bounds: _Bounds, t: int) -> int:
+    """terminal_fraud_run_days in seconds: walk back from the newest known entry (txs[end - 1])
+    over frauds, inside the run window; 0 when the newest known one is genuine or absent."""
+    low = _after(txs, bounds.terminal_upto - _RUN_SECONDS)
+    start = None
+    i = end - 1
+    while i >= low:
+        j = bisect_left(frauds, txs[i])
+        if j == len(frauds) or frauds[j] != txs[i]:
+            break
+        start = txs[i][0]
+        i -= 1
+    return 0 if start is None else t - start
+
+
 class InMemoryFeatureStore(OnlineFeatureStore):
     """Sorted Python lists per customer and terminal, behind one lock. The embedded default."""
 
@@ -391,6 +415,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             )
             t_counts = tuple(tx_end - _after(txs, a) for a in bounds.terminal_after)
             t_frauds = tuple(fraud_end - _after(frauds, a) for a in bounds.terminal_after)
+            run_seconds = _fraud_run_seconds(txs, frauds, tx_end, bounds, t)
             _insert(txs, (t, tid))
             cutoff = base - self.terminal_retention
             for lst in (txs, frauds):
@@ -398,7 +423,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 if cut:
                     del lst[:cut]
             self._prune_ids(cutoff)
-        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds)
+        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds)
 
     def _remember(self, tx: Transaction) -> None:
         self._versions[tx.transaction_id] = tx
@@ -620,6 +645,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             *bounds.customer_after,
             *bounds.terminal_after,
             self.late_grace_seconds,
+            bounds.terminal_upto - _RUN_SECONDS,
         ]
         return {"keys": self._keys(tx.customer_id, tx.terminal_id), "args": args}
 
@@ -631,6 +657,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             customer_sums=tuple(float(reply[2 * i + 1]) for i in range(n)),
             terminal_counts=tuple(int(reply[2 * n + 2 * i]) for i in range(n)),
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
+            terminal_run_seconds=int(reply[4 * n]),
         )
 
     def seen(self, transaction_id: int) -> Transaction | None:

@@ -4,7 +4,7 @@
 -- ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
 --       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
 --       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
---       13+2n late grace.
+--       13+2n late grace, 14+2n lower edge of the terminal's fraud-run window.
 -- Replies: {"version", <stored version>} when the id is held with another version (the caller
 -- scores that one instead); {"future"|"stale", clock} when the time guard refuses; otherwise
 -- {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>" scored by time:
@@ -60,6 +60,22 @@ for i = 1, n do
   out[#out + 1] = redis.call('ZCOUNT', KEYS[2], low, ARGV[10])
   out[#out + 1] = redis.call('ZCOUNT', KEYS[3], low, ARGV[10])
 end
+-- terminal_fraud_run_days: the known entries of the run window in (time, id) order (ids
+-- compared as numbers: shorter decimal string first), walked back over frauds.
+local known = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[14 + 2 * n], ARGV[10], 'WITHSCORES')
+local entries = {}
+for j = 1, #known, 2 do entries[#entries + 1] = {tonumber(known[j + 1]), known[j]} end
+table.sort(entries, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  if #a[2] ~= #b[2] then return #a[2] < #b[2] end
+  return a[2] < b[2]
+end)
+local run_start = nil
+for j = #entries, 1, -1 do
+  if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
+  run_start = entries[j][1]
+end
+out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 local ccut = base - tonumber(ARGV[5])
 local tcut = base - tonumber(ARGV[6])

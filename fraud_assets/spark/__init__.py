@@ -1,0 +1,1 @@
+"""Spark session settings shared by the Spark engines and the Dagster resource."""

@@ -1,0 +1,90 @@
+"""How the platform starts Spark: the master is configuration, the rest are our defaults.
+
+`FRAUD_SPARK_MASTER` (or the Dagster resource's config, or `fraud features --spark-master`) names
+the cluster: `local[2]`, `spark://host:7077` for a standalone cluster, `yarn`, `k8s://…`; a
+`sc://host:15002` URL is Spark Connect. The driver only plans and commits: executors read the
+raw files and the lake and write the lake's files, so the driver needs little memory
+(`FRAUD_SPARK_DRIVER_MEMORY`, default 1g) and `spark.driver.maxResultSize` keeps Spark's limit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_master(master: str | None = None) -> str:
+    """`master`, else FRAUD_SPARK_MASTER (fraud_assets/settings.py), else local[2]."""
+    from fraud_assets.settings import platform_settings
+
+    return master or platform_settings().spark_master
+
+
+def spark_config(master: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The session settings the engines rely on, plus `extra` (which wins)."""
+    # PySpark starts executors' Python workers with PYSPARK_PYTHON (default `python3`, which
+    # lacks our packages): our interpreter, unless the deployment names another.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    config = {
+        "spark.master": spark_master(master),
+        "spark.app.name": "fraud-platform",
+        # Naive timestamps are wall clock: the engines read them in UTC, whatever the host's zone.
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": _settings().spark_driver_memory,
+        "spark.ui.showConsoleProgress": "false",
+        # Few, larger shuffle partitions: adaptive execution splits them when they are big.
+        "spark.sql.shuffle.partitions": "8",
+        # Executors run the default engine's parser and window scan on Arrow batches this size.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "200000",
+        # Executors import this package: the same interpreter (and virtual environment) as ours,
+        # unless the deployment says otherwise.
+        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        # No `_SUCCESS` files in the staging folders (lake/spark_staging.py).
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    }
+    config.update(s3a_config())
+    config.update(extra or {})
+    return config
+
+
+def _settings():  # noqa: ANN202 - PlatformSettings
+    from fraud_assets.settings import platform_settings
+
+    return platform_settings()
+
+
+def s3a_config() -> dict[str, str]:
+    """The S3 endpoint settings the lake's fsspec uses, for Hadoop's s3a connector (which needs
+    hadoop-aws on the cluster's class path). Credentials come from the environment's provider
+    chain, never from this configuration."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    return {
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower(),
+    }
+
+
+def start_spark(master: str | None = None, extra: dict[str, str] | None = None) -> SparkSession:
+    """A session with `spark_config`; Spark Connect for `sc://` masters."""
+    from pyspark.sql import SparkSession
+
+    config = spark_config(master, extra)
+    url = config.pop("spark.master")
+    builder = (
+        SparkSession.builder.remote(url)
+        if url.startswith("sc://")
+        else (SparkSession.builder.master(url))
+    )
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    if not url.startswith("sc://"):
+        session.sparkContext.setLogLevel("WARN")
+    return session
