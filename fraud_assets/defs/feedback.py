@@ -7,7 +7,7 @@ as the scoring service computed them (features/feedback.py).
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, FRAUD_MODELS, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, tags
 from fraud_assets.defs.keys import CLEAN
 from fraud_assets.defs.online_state import LABELS
 from fraud_assets.defs.partitions import batch_partitions
@@ -23,7 +23,7 @@ FEEDBACK = dg.AssetKey("feedback_features")
     partitions_def=batch_partitions,
     group_name="features",
     kinds={"polars", "parquet"},
-    owners=[FRAUD_MODELS],
+    owners=[MODELS_TEAM],
     tags=tags("features", "pseudonymised"),
     code_version=CODE_VERSIONS["feedback_features"],
     description="Confirmed-fraud counts per card and terminal (1 and 7 days) of the batch's "
