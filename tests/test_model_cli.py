@@ -149,7 +149,8 @@ def test_backtest_reads_investigator_labels_from_the_label_log(feature_lake, tmp
             "--test-start", start.isoformat(), "--test-days", "2"]  # fmt: skip
     result = runner.invoke(app, [*args, "--labels-dir", str(tmp_path / "labels")])
     assert result.exit_code == 0, result.output
-    fold = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("{")))
+    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    fold = next(x for x in lines if x.get("fold") == 0)
     assert fold["investigator_rows"] == 5
     missing = runner.invoke(app, [*args, "--labels-dir", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "is not a folder" in " ".join(missing.output.split())
