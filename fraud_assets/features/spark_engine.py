@@ -65,7 +65,9 @@ def compute_features_spark(clean: DataFrame, partitions: int | None = None) -> D
     customer_schema = StructType(
         base + [StructField(n, _feature_type(n)) for n in CUSTOMER_FEATURES]
     )
-    names = [f.name for f in base] + FEATURE_COLUMNS
+    inputs = [f.name for f in base]
+    # An input that is also a feature (`tx_amount`) stays where it is, as in the default engine.
+    names = inputs + [n for n in FEATURE_COLUMNS if n not in inputs]
     types = {f.name: f.dataType for f in customer_schema.fields}
     out_schema = StructType([StructField(n, types.get(n) or _feature_type(n)) for n in names])
     customers = (
