@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from fraud_assets.defs.feedback import feedback_features, feedback_features_job
 from fraud_assets.defs.ingest import ingest_batches
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.models import (
@@ -35,6 +36,7 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
             ingest_batches,
             publish_online_state,
             fraud_labels,
+            feedback_features,
             model_selection,
             challenger_model,
             champion_review,
@@ -46,6 +48,7 @@ def build_definitions(resources: Mapping[str, object] | None = None) -> dg.Defin
             model_selection_job,
             refresh_terminal_registry,
             publish_online_state_job,
+            feedback_features_job,
         ],
         sensors=[landing_sensor, retraining_sensor, terminal_registry_sensor, online_state_sensor],
         resources=dict(resources) if resources is not None else build_resources(),

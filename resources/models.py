@@ -70,6 +70,10 @@ class ModelTraining(dg.ConfigurableResource):
     retrain_drift_share: float = Field(
         default=0.5, description="Retrain when a batch's share of drifted columns reaches this"
     )
+    feedback_features: bool = Field(
+        default=False,
+        description="Also train on the feedback features (the feedback_features asset's table)",
+    )
     decay_metric: Literal["average_precision", "auc_roc", "card_precision_at_100"] = Field(
         default="average_precision", description="Champion performance metric watched for decay"
     )
@@ -99,6 +103,7 @@ class ModelTraining(dg.ConfigurableResource):
             threshold_policy=self.threshold_policy,
             max_fpr=self.max_fpr,
             seed=self.seed,
+            feedback_features=self.feedback_features,
         )
 
     def decay_rule(self) -> DecayRule:

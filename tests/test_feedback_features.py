@@ -4,13 +4,22 @@ transactions included; and no label is used before the moment it became known.""
 
 from __future__ import annotations
 
+import datetime as dt
+import tempfile
+
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.features.feedback import FEEDBACK_FEATURES, feedback_features
+from fraud_assets.features.feedback import (
+    FEEDBACK_FEATURES,
+    batch_feedback_features,
+    feedback_features,
+    label_events,
+)
 from fraud_assets.features.spec import SECONDS_PER_DAY
 from fraud_assets.serving.feedback_state import FeedbackState
+from fraud_assets.serving.labels import LabelLog, read_label_log
 
 HOUR = 3600
 
@@ -26,10 +35,11 @@ label_event = st.tuples(st.just("label"), st.integers(0, 10_000), st.booleans())
 events = st.lists(st.one_of(tx_event, tx_event, label_event), min_size=1, max_size=80)
 
 
-def play(evts: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
-    """Feed the events to the online state as the scorer does; return the transactions, the
-    label events (with known_at = the data clock when recorded) and the online features."""
-    state = FeedbackState()
+def play(evts: list[tuple], state=None) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, int]]]:
+    """Feed the events to the online state as the scorer does (a new FeedbackState unless one
+    is given); return the transactions, the label events (with known_at = the data clock when
+    recorded) and the online features."""
+    state = FeedbackState() if state is None else state
     clock = 10 * SECONDS_PER_DAY
     txs: list[dict] = []
     labels: list[dict] = []
@@ -112,3 +122,66 @@ def test_a_correction_counts_from_when_it_is_known() -> None:
     # tx 1: nothing known yet; tx 2: the fraud verdict; tx 3: corrected to genuine.
     assert out["card_confirmed_fraud_1d"].to_list() == [0, 1, 0]
     assert out["terminal_confirmed_fraud_7d"].to_list() == [0, 1, 0]
+
+
+ORIGIN = dt.datetime(2018, 4, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(evts=events)
+def test_the_batch_asset_path_equals_online(evts) -> None:
+    """What the `feedback_features` asset computes -- the label log as written by the service
+    (LabelLog, known_at with every record), read back, and the clean rows' times counted from
+    the service's origin -- equals the online features for the same label sequence."""
+    txs, labels, online = play(evts)
+    if txs.height == 0:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        log = LabelLog(folder)
+        stamp = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        for i, row in enumerate(labels.to_dicts()):
+            when = ORIGIN + dt.timedelta(seconds=row["tx_time_seconds"])
+            log.append({**row, "tx_datetime": when.isoformat(), "source": "desk:ana",
+                        "labelled_at": (stamp + dt.timedelta(seconds=i)).isoformat()})  # fmt: skip
+        log.append(
+            {
+                "transaction_id": 0,
+                "customer_id": 0,
+                "terminal_id": 0,
+                "fraud": True,
+                "tx_time_seconds": 0,
+                "tx_datetime": ORIGIN.isoformat(),
+                "source": "api",
+                "labelled_at": (stamp + dt.timedelta(days=1)).isoformat(),
+            }
+        )  # no known_at
+        events_ = label_events(read_label_log(folder))
+    assert events_.height == labels.height
+    clean = txs.with_columns(
+        tx_datetime=pl.lit(ORIGIN) + pl.duration(seconds=pl.col("tx_time_seconds"))
+    ).drop("tx_time_seconds")
+    batch = batch_feedback_features(clean, events_, ORIGIN)
+    assert batch["transaction_id"].to_list() == txs["transaction_id"].to_list()
+    assert batch.select(FEEDBACK_FEATURES).to_dicts() == online
+
+
+def test_an_in_process_service_gets_its_labels_back_at_start(tmp_path, monkeypatch) -> None:
+    """Without Redis the feedback state is rebuilt from the label log when the service starts
+    (build_scorer with warm start), so a restart forgets no decision."""
+    from fraud_assets.serving.settings import ServiceSettings
+    from fraud_assets.serving.wiring import build_scorer
+
+    log = LabelLog(tmp_path / "labels")
+    for i, fraud in ((1, True), (2, True), (2, False)):  # tx 2 corrected to genuine
+        log.append({"transaction_id": i, "customer_id": 7, "terminal_id": 5,
+                    "tx_time_seconds": 1000 * i, "tx_datetime": ORIGIN.isoformat(),
+                    "fraud": fraud, "labelled_at": "2026-01-01T00:00:00+00:00",
+                    "source": "desk:ana", "known_at_seconds": 3000})  # fmt: skip
+    settings_ = ServiceSettings(label_log_dir=tmp_path / "labels", lake_url=str(tmp_path / "lk"),
+                                mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")  # fmt: skip
+    lines: list[str] = []
+    scorer = build_scorer(settings_, warm=True, emit=lines.append)
+    assert scorer.feedback_state is not None
+    assert scorer.feedback_state.features_for(7, 5, 3001)["card_confirmed_fraud_1d"] == 1
+    assert scorer.feedback_state.features_for(7, 5, 3000)["card_confirmed_fraud_1d"] == 0
+    assert "feedback state: 3 labels from the label log" in lines

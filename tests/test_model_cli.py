@@ -129,3 +129,28 @@ def test_backtest_without_enough_history_says_which_dates_it_needs(feature_lake)
     )
     assert result.exit_code == 1
     assert "Not enough data" in result.output and "2024-02" in result.output
+
+
+def test_backtest_reads_investigator_labels_from_the_label_log(feature_lake, tmp_path):
+    """--labels-dir: the service's label log; a label known on a gap day trains the fold."""
+    from fraud_assets.serving.labels import LabelLog
+
+    start = FEATURE_LAKE_START.replace(day=30)
+    features = committed_features(feature_lake)
+    gap = features.filter(pl.col("tx_datetime").dt.date() == start.replace(day=27))
+    log = LabelLog(tmp_path / "labels")
+    for row in gap.head(5).iter_rows(named=True):
+        log.append({"transaction_id": row["transaction_id"], "customer_id": row["customer_id"],
+                    "terminal_id": row["terminal_id"], "tx_time_seconds": row["tx_time_seconds"],
+                    "tx_datetime": row["tx_datetime"].isoformat(), "fraud": True,
+                    "labelled_at": "2026-01-01T00:00:00+00:00", "source": "desk:ana",
+                    "known_at_seconds": row["tx_time_seconds"]})  # fmt: skip
+    args = ["backtest", str(feature_lake / "lake"), "--train-days", "14", "--delay-days", "7",
+            "--test-start", start.isoformat(), "--test-days", "2"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--labels-dir", str(tmp_path / "labels")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    fold = next(x for x in lines if x.get("fold") == 0)
+    assert fold["investigator_rows"] == 5
+    missing = runner.invoke(app, [*args, "--labels-dir", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "is not a folder" in " ".join(missing.output.split())

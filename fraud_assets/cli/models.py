@@ -150,6 +150,13 @@ def backtest(
         Path | None,
         typer.Option(help="Parquet of transaction_id and score for every test-day transaction."),
     ] = None,
+    labels_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The scoring service's label log (FRAUD_LABEL_LOG_DIR): investigator labels, "
+            "each used from the moment it became known."
+        ),
+    ] = None,
 ) -> None:
     """Walk-forward backtest: train as the challenger asset does, test on the following days.
 
@@ -178,10 +185,20 @@ def backtest(
         err.print(f"[red]No committed features in the lake at {root} (run `fraud features`)")
         raise typer.Exit(2)
     config = TrainingConfig(validation_days=validation_days, imbalance=imbalance, max_fpr=max_fpr)
+    labels = None
+    if labels_dir is not None:
+        from fraud_assets.features.feedback import label_events
+        from fraud_assets.serving.labels import read_label_log
+
+        if not labels_dir.is_dir():
+            err.print(f"[red]--labels-dir {labels_dir} is not a folder")
+            raise typer.Exit(2)
+        labels = label_events(read_label_log(labels_dir))
+        err.print(f"{labels.height} investigator labels with their known-at times")
     try:
         results = run_backtest(
             features, train_days, delay_days, test_start.date(), test_days, folds, config,
-            known_days=known_days or None,
+            known_days=known_days or None, labels=labels,
         )  # fmt: skip
     except ValueError as e:
         err.print(f"[red]{e}")
@@ -205,6 +222,7 @@ def backtest(
             "threshold": fold.threshold,
             "test_rows": fold.test_rows,
             "test_frauds": fold.test_frauds,
+            "investigator_rows": fold.investigator_rows,
             **{k: _finite(fold.metrics[k]) for k in REPORTED if k in fold.metrics},
         }
         print(json.dumps(line))

@@ -21,6 +21,7 @@ CODE_VERSIONS = {
     "champion_review": "1",
     "online_feature_state": "1",
     "fraud_labels": "1",
+    "feedback_features": "1",
 }
 
 TRAINING_POOL = "fraud_training"  # one training or review at a time (dev/instance.py's limit)

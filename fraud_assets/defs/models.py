@@ -169,6 +169,15 @@ def challenger_model(
     days = training.window_days + training.validation_days + review.delay_days + review.review_days
     features, data_end = latest_features(lake.lake(), days)
     until = training_end(data_end, review)
+    if training.feedback_features:
+        from fraud_assets.features.feedback import FEEDBACK_FEATURES
+
+        if not set(FEEDBACK_FEATURES) <= set(features.columns):
+            raise dg.Failure(
+                description="feedback_features is on, but the lake has no feedback_features "
+                "rows for the training dates: materialize that asset for those batches first",
+                allow_retries=False,
+            )
     try:
         trained = train_model(features, until, training)
     except ValueError as e:  # not enough data, a missing day, no fraud: say which

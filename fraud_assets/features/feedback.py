@@ -15,9 +15,17 @@ For the transaction at time t, with w in FEEDBACK_WINDOWS_DAYS:
     terminal_confirmed_fraud_{w}d = the same at this terminal.
 Strictly before: a label recorded after a transaction was scored always has known_at >= that
 transaction's time, so online and batch agree on every transaction, late ones included.
+
+For training (the `feedback_features` asset, one table per batch beside transaction_features):
+    label_events(log)                           the label log's records as label events
+    batch_feedback_features(clean, events, origin)
+        transaction_id, tx_datetime and FEEDBACK_FEATURES for a batch's clean rows, their times
+        counted from the scoring service's origin (as known_at is)
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import polars as pl
 
@@ -85,3 +93,28 @@ def feedback_features(transactions: pl.DataFrame, labels: pl.DataFrame) -> pl.Da
         )
         out = out.join(counts, on="_row", how="left")
     return out.sort("_row").select(pl.col(FEEDBACK_FEATURES).fill_null(0).cast(pl.Int64))
+
+
+def label_events(log: pl.DataFrame) -> pl.DataFrame:
+    """The label log (`serving.labels.read_label_log`, oldest first) as label events, `seq`
+    the log's order. Records written before `known_at_seconds` existed are left out: when
+    they became known is not recorded, so no transaction may use them."""
+    return (
+        log.filter(pl.col("known_at_seconds").is_not_null())
+        .with_row_index("seq")
+        .select(LABEL_EVENT_COLUMNS)
+    )
+
+
+def batch_feedback_features(
+    clean: pl.DataFrame, events: pl.DataFrame, origin: dt.datetime
+) -> pl.DataFrame:
+    """FEEDBACK_FEATURES of a batch's clean rows (transaction_id, customer_id, terminal_id,
+    tx_datetime), keyed by transaction_id and dated by tx_datetime."""
+    since = (pl.col("tx_datetime") - pl.lit(origin)).dt.total_seconds().cast(pl.Int64)
+    rows = clean.select(
+        "transaction_id", "customer_id", "terminal_id", "tx_datetime",
+        since.alias("tx_time_seconds"),
+    )  # fmt: skip
+    values = feedback_features(rows, events)
+    return pl.concat([rows.select("transaction_id", "tx_datetime"), values], how="horizontal")

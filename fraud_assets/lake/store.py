@@ -46,15 +46,18 @@ from fraud_assets.lake.manifests import COMMITS, Commit, FileEntry, manifest_pat
 
 CLEAN, QUARANTINE, FEATURES, REPORTS = "clean", "quarantine", "features", "reports"
 LABELS = "fraud_labels"  # the scoring service's accepted labels (fraud_assets/serving/labels.py)
+FEEDBACK = "feedback_features"  # per batch, from labels known before each row (features/feedback)
 RESTRICTED_QUARANTINE = f"{restricted.RESTRICTED}/{QUARANTINE}"
 # A stage is what one commit makes visible together.
 STAGES: dict[str, tuple[str, ...]] = {
     CLEAN: (CLEAN, QUARANTINE, RESTRICTED_QUARANTINE),
     FEATURES: (FEATURES,),
     LABELS: (LABELS,),
+    FEEDBACK: (FEEDBACK,),
 }
 TABLES = tuple(t for tables in STAGES.values() for t in tables)
-BY_DATE = {CLEAN, FEATURES, LABELS}  # partitioned by transaction date; others: a file per batch
+# Partitioned by transaction date; the others: a file per batch.
+BY_DATE = {CLEAN, FEATURES, LABELS, FEEDBACK}
 RAW_LINE = "line"  # the quarantine column that holds the raw line (real ids): restricted
 WRITER_THREADS = 4  # Parquet files written side by side
 READ_ATTEMPTS = 3  # a commit landing mid-read removes files a reader listed: read again

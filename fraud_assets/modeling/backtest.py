@@ -14,6 +14,12 @@ window the model itself trains on and candidates are compared on the same rows; 
 earlier fraud in the data (the bank's full memory, a stricter test). Card precision@k then
 drops, per day, the cards detected on earlier test days (`metrics.CARD_PRECISION_DEFINITION`;
 the strict variant is reported beside it). Predictions are still returned for every test row.
+
+Investigator labels (`labels`: the service's label log as label events, each with the moment it
+became known, `known_at_seconds`): a fold trained on the morning of its first test day also
+takes the label-gap rows that a label known by then covers, with that label
+(`known_labels.gap_rows_with_known_labels`), and a card with a fraud label known before a test
+day counts as known compromised that day. A label known later is never used.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from fraud_assets.modeling.known_labels import gap_rows_with_known_labels
 from fraud_assets.modeling.metrics import scenario_recall as metrics_scenario_recall
 from fraud_assets.modeling.metrics import summary
 from fraud_assets.modeling.training import (
@@ -69,6 +76,7 @@ class FoldResult:
     excluded_rows: int
     metrics: dict[str, float]  # metrics.summary on the test rows at the model's threshold
     predictions: pl.DataFrame  # transaction_id, score, known_compromised: every test-day row
+    investigator_rows: int = 0  # label-gap training rows from labels known by the fold's start
 
 
 def backtest(
@@ -80,8 +88,12 @@ def backtest(
     folds: int = 1,
     config: TrainingConfig | None = None,
     known_days: int | None = HANDBOOK_KNOWN_DAYS,
+    labels: pl.DataFrame | None = None,
 ) -> list[FoldResult]:
     """Train and test `folds` consecutive periods, oldest first.
+
+    `labels`: investigator label events (transaction_id, customer_id, fraud, known_at_seconds;
+    times on the features' tx_time_seconds clock), used from when each became known.
 
     `train_days` and `delay_days` override the config's window_days and delay_days (the
     default config otherwise). Raises
@@ -95,12 +107,28 @@ def backtest(
     if known_days is not None and known_days < 1:
         raise ValueError(f"known_days must be >= 1 or None, got {known_days}")
     day = TX_DATE
+    has_labels = labels is not None and labels.height > 0 and features.height > 0
+    if has_labels:
+        assert labels is not None
+        clock = _clock(features)
+        first_known = (
+            labels.filter(pl.col("fraud"))
+            .group_by("customer_id")
+            .agg(pl.col("known_at_seconds").min().alias("_known_fraud"))
+        )
     results = []
     for i in range(folds):
         start = test_start + i * test_days * DAY
         end = start + (test_days - 1) * DAY
         history = features.filter(day < start)
-        trained = train_model(history, start - DAY, config)
+        extra = None
+        if has_labels:
+            assert labels is not None
+            gap_first = start - delay_days * DAY  # the days whose batch labels are not in yet
+            extra = gap_rows_with_known_labels(
+                history, labels, clock(gap_first), clock(start) - 1
+            ).filter(day >= gap_first)
+        trained = train_model(history, start - DAY, config, extra_train=extra)
         frauds_known = features.filter(pl.col(LABEL) == 1)
         if known_days is not None:
             known_from = start - (delay_days + known_days) * DAY
@@ -118,6 +146,16 @@ def backtest(
             )
             .drop("first_fraud")
         )
+        if has_labels:  # or an investigator's fraud label known before the day began
+            morning = pl.col("tx_datetime").dt.truncate("1d") - pl.lit(clock.origin)
+            test = (
+                test.join(first_known, on="customer_id", how="left", maintain_order="left")
+                .with_columns(
+                    known_compromised=pl.col("known_compromised")
+                    | (pl.col("_known_fraud") < morning.dt.total_seconds()).fill_null(False)
+                )
+                .drop("_known_fraud")
+            )
         if test.height == 0:
             raise ValueError(f"Fold {i}: no transactions in the test period {start}..{end}.")
         scores = score(trained, test)
@@ -154,6 +192,7 @@ def backtest(
                 excluded_rows=test.height - kept.height,
                 metrics=metrics,
                 predictions=predictions.select("transaction_id", "score", "known_compromised"),
+                investigator_rows=0 if extra is None else extra.height,
             )
         )
     return results
@@ -180,6 +219,21 @@ def mean_and_spread(runs: list[dict[str, float]]) -> dict[str, tuple[float, floa
         var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
         out[key] = (mean, math.sqrt(var))
     return out
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Dates on the features' tx_time_seconds clock (where known_at_seconds is counted)."""
+
+    origin: dt.datetime
+
+    def __call__(self, date: dt.date) -> int:
+        return int((dt.datetime.combine(date, dt.time()) - self.origin).total_seconds())
+
+
+def _clock(features: pl.DataFrame) -> _Clock:
+    when, seconds = features.select("tx_datetime", "tx_time_seconds").row(0)
+    return _Clock(when - dt.timedelta(seconds=int(seconds)))
 
 
 def mean_of(folds: list[FoldResult]) -> dict[str, float]:

@@ -57,7 +57,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from fraud_assets.privacy import Pseudonymizer
-from fraud_assets.serving.feedback_state import FeedbackState
+from fraud_assets.serving.feedback_state import FeedbackState, RedisFeedbackState
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import LoadedModel, ModelSource
 from fraud_assets.serving.online_features import OnlineFeatureStore, TimeRefused, Transaction
@@ -264,7 +264,7 @@ class Scorer:
         pseudonymizer: Pseudonymizer | None = None,
         origin: dt.date | dt.datetime = DEFAULT_ORIGIN,
         label_log: LabelLog | None = None,
-        feedback_state: FeedbackState | None = None,
+        feedback_state: FeedbackState | RedisFeedbackState | None = None,
         observers: Sequence[ScoredObserver] = (),
     ) -> None:
         self.store = store
@@ -449,11 +449,15 @@ class Scorer:
         computed = self._call_store(self.store.features_for_many, [prepared[i].tx for i in unique])
         by_id: dict[int, dict[str, float | int] | InvalidTransaction] = {}
         if self.feedback_state is not None:
-            state = self.feedback_state
-            for i, f in zip(unique, computed, strict=True):
-                if not isinstance(f, TimeRefused):
-                    tx = prepared[i].tx
-                    f.update(state.features_for(tx.customer_id, tx.terminal_id, tx.tx_time_seconds))
+            accepted = [f for f in computed if not isinstance(f, TimeRefused)]
+            keys = [
+                (p.tx.customer_id, p.tx.terminal_id, p.tx.tx_time_seconds)
+                for p, f in zip((prepared[i] for i in unique), computed, strict=True)
+                if not isinstance(f, TimeRefused)
+            ]
+            extra = self._call_store(self.feedback_state.features_for_many, keys)
+            for f, more in zip(accepted, extra, strict=True):
+                f.update(more)
         for i, f in zip(unique, computed, strict=True):
             by_id[prepared[i].tx.transaction_id] = (
                 _time_error(f, i) if isinstance(f, TimeRefused) else f
@@ -539,7 +543,8 @@ class Scorer:
             )
         self._call_store(self.store.record_label, label.transaction_id, label.fraud)
         if self.feedback_state is not None:
-            self.feedback_state.record(
+            self._call_store(
+                self.feedback_state.record,
                 seen.transaction_id,
                 seen.customer_id,
                 seen.terminal_id,

@@ -8,7 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fraud_assets.serving.feedback_state import FeedbackState
+from fraud_assets.serving.feedback_state import (
+    FeedbackState,
+    RedisFeedbackState,
+    replay_label_log,
+)
 from fraud_assets.serving.labels import LabelLog
 from fraud_assets.serving.model_source import ModelSource
 from fraud_assets.serving.online_features import InMemoryFeatureStore, OnlineFeatureStore
@@ -41,7 +45,8 @@ def redis_client(url: str, timeout_seconds: float = 0.5) -> Any:
 def build_scorer(
     settings: ServiceSettings, warm: bool = False, emit: Callable[[str], None] | None = None
 ) -> Scorer:
-    """The scorer the settings describe: Redis or in-process store, registry-backed model.
+    """The scorer the settings describe: Redis or in-process store (the online features and the
+    feedback state alike), registry-backed model.
 
     `warm`: an in-process store is loaded from the lake first (FRAUD_WARM_START), printing a
     progress line and the time it took; a Redis store holds what `online_feature_state`
@@ -50,6 +55,7 @@ def build_scorer(
     from fraud_assets.privacy import Pseudonymizer
 
     store: OnlineFeatureStore
+    feedback: FeedbackState | RedisFeedbackState
     if settings.redis_url:
         from fraud_assets.serving.online_features import RedisFeatureStore
 
@@ -57,12 +63,19 @@ def build_scorer(
         store = RedisFeatureStore(
             client, prefix=settings.redis_prefix, max_skew_seconds=settings.max_clock_skew_seconds
         )
+        # Shared by every worker and the stream worker: a decision taken through one process
+        # changes the feedback features the others compute.
+        feedback = RedisFeedbackState(client, prefix=settings.redis_prefix)
     else:
+        feedback = FeedbackState()
         store = InMemoryFeatureStore(max_skew_seconds=settings.max_clock_skew_seconds)
         if warm and settings.warm_start:
             from fraud_assets.online_state.publish import warm_start
 
             warm_start(store, settings.lake, emit=emit or log.info, origin=settings.origin)
+            # The in-process feedback state comes back from the label log (Redis keeps its own).
+            replayed = replay_label_log(feedback, settings.label_log_dir)
+            (emit or log.info)(f"feedback state: {replayed} labels from the label log")
     return Scorer(
         store=store,
         model_source=ModelSource.from_settings(settings),
@@ -70,7 +83,7 @@ def build_scorer(
         pseudonymizer=Pseudonymizer(),
         origin=settings.origin_date,
         label_log=LabelLog(settings.label_log_dir),
-        feedback_state=FeedbackState(),
+        feedback_state=feedback,
     )
 
 
