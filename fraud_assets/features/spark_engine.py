@@ -3,11 +3,11 @@
 The rows are hash-partitioned by customer and sorted by (time, id) inside each partition; each
 partition is then scanned once by the default engine's compiled scan (`windows.customer_windows`),
 every window in the same pass, inside `mapInArrow`. The same again by terminal, which also adds
-the calendar flags and the amount ratio. So there is no sort per window, and the arithmetic is
+the terminal's fraud-run lengths (the default engine's `terminal_fraud_runs`), the calendar
+flags and the amount ratios. So there is no sort per window, and the arithmetic is
 the default engine's own (exact window sums: the same bits whatever rows share a partition).
 A partition must hold all rows of its entities, so partitions are sized to fit an executor
-(`partitions`, default: Spark's shuffle partitions); hot terminals are spread by time
-(`_terminal_pass`). Nothing is collected to the driver.
+(`partitions`, default: Spark's shuffle partitions). Nothing is collected to the driver.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from fraud_assets.features.polars_engine import terminal_fraud_runs
 from fraud_assets.features.spec import (
     CALENDAR_FEATURES,
     CUSTOMER_FEATURES,
     FEATURE_COLUMNS,
     NIGHT_LAST_HOUR,
+    RATIO_WINDOWS_DAYS,
     TERMINAL_FEATURES,
 )
 from fraud_assets.features.windows import customer_windows, terminal_windows
@@ -63,7 +65,9 @@ def compute_features_spark(clean: DataFrame, partitions: int | None = None) -> D
     customer_schema = StructType(
         base + [StructField(n, _feature_type(n)) for n in CUSTOMER_FEATURES]
     )
-    names = [f.name for f in base] + FEATURE_COLUMNS
+    inputs = [f.name for f in base]
+    # An input that is also a feature (`tx_amount`) stays where it is, as in the default engine.
+    names = inputs + [n for n in FEATURE_COLUMNS if n not in inputs]
     types = {f.name: f.dataType for f in customer_schema.fields}
     out_schema = StructType([StructField(n, types.get(n) or _feature_type(n)) for n in names])
     customers = (
@@ -108,14 +112,22 @@ def _customer_pass(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:
-    """Terminal windows, then what `polars_engine.compute_features` adds row by row."""
+    """Terminal windows and runs, then what `polars_engine.compute_features` adds row by row.
+
+    The partition holds every row of its terminals, so the default engine's run lengths
+    (`terminal_fraud_runs`, per terminal) are computed here as they are in process.
+    """
     columns = terminal_windows(frame)
     return frame.with_columns(
         tx_during_weekend=(pl.col("tx_datetime").dt.weekday() >= 6).cast(pl.Int8),
         tx_during_night=(pl.col("tx_datetime").dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8),
         **{name: columns[name] for name in TERMINAL_FEATURES},
     ).with_columns(
-        customer_amount_ratio_30d=pl.col("tx_amount") / pl.col("customer_avg_amount_30d")
+        **{
+            f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
+            for w in RATIO_WINDOWS_DAYS
+        },
+        terminal_fraud_run_days=terminal_fraud_runs(frame),
     )
 
 
