@@ -93,6 +93,10 @@ def run_loop(
     def train(end: dt.date):
         history = frame.filter(pl.col("_date") <= end)
         extra = None
+        if feedback and labels.height == 0:
+            # No investigator has decided anything yet: the feedback columns would be all zero,
+            # so the first model is the other variants' first model (the same day-one queue).
+            return train_model(history, end, config.training)
         if feedback:
             history = _with_feedback(history, labels)
             known_by = int(history["tx_time_seconds"].max())
