@@ -7,8 +7,8 @@ measures through GraphQL:
       seconds until every batch has its drift report (the last asset of an ingest);
   (b) UI backfill: `launchPartitionBackfill` of all N partitions of the batch assets, as the
       UI's "Materialize" dialog launches it; seconds until the backfill completes;
-  (c) steady state: one new batch lands; seconds from landing to its features and its drift
-      report, sensor interval included (repeated, median reported).
+  (c) steady state: one new batch lands once every run is done; seconds from landing to its
+      features and its drift report, sensor interval included (repeated, median reported).
 
 Also prints the runs each phase took and how long a run spent queued, starting and executing.
 
@@ -158,6 +158,15 @@ STEPS_QUERY = """query ($id: ID!) { runOrError(runId: $id) { ... on Run {
     startTime endTime stepStats { stepKey startTime endTime } } } }"""
 
 
+IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def idle(dev: DagsterDev) -> bool:
+    """No run queued or running, and no backfill still requested."""
+    runs = dev.graphql(RUNS_QUERY, {"limit": 50})["runsOrError"]["results"]
+    return not any(r["status"] in IN_PROGRESS for r in runs)
+
+
 def run_phases(dev: DagsterDev, runs: list[dict]) -> list[dict]:
     """Per run: seconds queued, starting (process + code location + resources), in steps, ending."""
     out = []
@@ -298,15 +307,41 @@ def main() -> None:
             figures["b_runs"] = describe_runs(
                 [r for r in runs_since(dev, t0) if r["tags"].get("dagster/backfill") == backfill_id]
             )
+            # Runs beside the backfill's (sensor-requested publishes, training) share the cores.
+            figures["b_other_runs"] = [
+                {
+                    "job": r["jobName"],
+                    "status": r["status"],
+                    "from_s": round((r["startTime"] or t0) - t0, 1),
+                    "to_s": round(r["endTime"] - t0, 1) if r["endTime"] else None,
+                }
+                for r in runs_since(dev, t0 - 600)
+                if r["tags"].get("dagster/backfill") != backfill_id
+                and (r["endTime"] is None or r["endTime"] > t0)
+            ]
             print(
                 f"(b) UI backfill of {len(burst)} batches: {seconds:.1f} s (every partition "
                 f"materialized after {figures['b_all_materialized_s']} s), "
                 f"{figures['b_status']}, {figures['b_runs']}"
             )
+            for phases in run_phases(
+                dev,
+                [
+                    r
+                    for r in runs_since(dev, t0)
+                    if r["tags"].get("dagster/backfill") == backfill_id
+                ],
+            ):
+                print(f"    backfill run {phases}")
+            for r in figures["b_other_runs"]:
+                print(f"    beside it: {r}")
 
         if "c" in args.phases:
             features_s, drift_s = [], []
             for batch in steady:
+                # Steady state: a daily batch lands on a platform that finished the previous
+                # one's work (its publish run, a training it triggered), not in the middle of it.
+                wait_for(lambda: idle(dev), args.timeout, "the runs before a landing", dev)
                 t0 = land(staging, landing, [batch])
                 wait_for(
                     lambda b=batch: latest_event_time(dev, "drift_report", b) is not None,

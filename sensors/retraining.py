@@ -3,6 +3,7 @@ import json
 import dagster as dg
 
 from fraud_assets.defs.jobs import ingest_batch_job
+from fraud_assets.defs.keys import BATCH_ASSETS
 from fraud_assets.defs.keys import DRIFT as DRIFT_KEY
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
 from fraud_assets.defs.models import TRIGGER_TAG, train_and_review_job
@@ -59,12 +60,10 @@ def retraining_sensor(
         return dg.SkipReason(
             f"Training run {running[0]} is still in progress; the new triggers wait for it."
         )
-    ingesting = context.instance.get_run_ids(
-        dg.RunsFilter(job_name=ingest_batch_job.name, statuses=IN_PROGRESS), limit=1
-    )
+    ingesting = _batch_run_in_progress(context.instance)
     if ingesting:  # a burst or backfill trains once, on all of it, when it is done
         return dg.SkipReason(
-            f"Batch run {ingesting[0]} is still in progress; training waits for the batches."
+            f"Batch run {ingesting} is still in progress; training waits for the batches."
         )
     advanced = json.dumps(
         {
@@ -110,6 +109,17 @@ def retraining_sensor(
         ],
         cursor=advanced,
     )
+
+
+def _batch_run_in_progress(instance: dg.DagsterInstance) -> str | None:
+    """A queued or running run that writes batch assets: the landing sensor's (`ingest_batch`)
+    or a backfill's or a manual materialization's (an asset job selecting them). Training on a
+    lake that such a run is rewriting would read some batches before it and some after."""
+    for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS), limit=100):
+        writes = set(run.asset_selection or ()) & set(BATCH_ASSETS)
+        if run.job_name == ingest_batch_job.name or writes:
+            return run.run_id
+    return None
 
 
 def _new(context: dg.SensorEvaluationContext, key: dg.AssetKey, after: int) -> list:

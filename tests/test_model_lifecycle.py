@@ -157,6 +157,17 @@ def test_the_retraining_sensor_requests_one_run_per_new_feature_batch_and_never_
         assert not burst.run_requests and landing.run_id in burst.skip_message
 
         instance.report_run_canceled(landing)
+        # A UI backfill or a manual materialization of the batch assets runs as an asset job.
+        asset_job = defs.resolve_implicit_global_asset_job_def()
+        backfill = instance.create_run_for_job(
+            asset_job,
+            asset_selection=frozenset({dg.AssetKey("clean_transactions")}),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        rewriting = tick(defs, instance, new.cursor)
+        assert not rewriting.run_requests and backfill.run_id in rewriting.skip_message
+
+        instance.report_run_canceled(backfill)
         after = tick(defs, instance, new.cursor)  # the waiting batch now triggers its run
         assert len(after.run_requests) == 1
         assert after.run_requests[0].run_key != new.run_requests[0].run_key

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Protocol
@@ -492,12 +493,18 @@ class _DriftJudge:
         self._champion_asked = False
         self._champion = None
         self._scorer = None
-        self._get_champion = champion
+        # Asked at once, beside cleaning and features: the first ask of a lake may import the
+        # model registry's client (seconds), which would otherwise wait for the first judgement.
+        self._pending: Future | None = None
+        if champion is not None:
+            asking = ThreadPoolExecutor(1, "champion")
+            self._pending = asking.submit(champion)
+            asking.shutdown(wait=False)  # the thread ends with its one task
 
     def champion(self):  # noqa: ANN201 - ChampionSnapshot | None
         if not self._champion_asked:
             self._champion_asked = True
-            self._champion = self._get_champion() if self._get_champion else None
+            self._champion = self._pending.result() if self._pending is not None else None
             self._scorer = self._champion.scorer() if self._champion is not None else None
         return self._champion
 

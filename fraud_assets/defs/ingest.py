@@ -220,14 +220,22 @@ def ingest_batches(
 
     checks = set(context.selected_asset_check_keys)
     done = 0
+    # Every log line is a row in the event log: a failed batch gets its own line, the others a
+    # progress line every 5 % of the range (each batch's events name it anyway).
+    every = max(1, len(batches) // 20)
 
     def report(outcome) -> None:  # noqa: ANN001 - a BatchOutcome
         nonlocal done
         done += 1
         for event in events_for(outcome, selected, checks, landing_zone.display_path):
             context.log_event(event)
-        status = "ok" if outcome.ok else f"FAILED at {outcome.failed_step}: {outcome.error}"
-        context.log.info(f"[{done}/{len(batches)}] {outcome.batch_id}: {status}")
+        if not outcome.ok:
+            context.log.warning(
+                f"[{done}/{len(batches)}] {outcome.batch_id}: FAILED at {outcome.failed_step}: "
+                f"{outcome.error}"
+            )
+        elif done % every == 0 or done == len(batches):
+            context.log.info(f"[{done}/{len(batches)}] batches done, the last {outcome.batch_id}")
 
     context.log.info(
         f"{len(batches)} batch(es) {batches[0]}..{batches[-1]}: "

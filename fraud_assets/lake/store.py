@@ -62,6 +62,9 @@ RAW_LINE = "line"  # the quarantine column that holds the raw line (real ids): r
 WRITER_THREADS = 4  # Parquet files written side by side
 READ_ATTEMPTS = 3  # a commit landing mid-read removes files a reader listed: read again
 _FEW_BATCHES = 8  # up to this many named batches, read their manifests one by one
+# A clean commit's [lowest, highest] transaction id ([] when it has no rows): lets the
+# cross-batch duplicate check skip batches whose ids cannot collide (batch/committed.py).
+ID_RANGE = "transaction_id_range"
 
 
 class LakeReadError(RuntimeError):
@@ -120,6 +123,8 @@ class Lake:
             commit.by_date(CLEAN, clean)
             commit.quarantine(quarantine)
             commit.meta["coverage"] = asdict(coverage)
+            ids = clean["transaction_id"]
+            commit.meta[ID_RANGE] = [int(ids.min()), int(ids.max())] if clean.height else []
         return commit.published
 
     def write_by_date(self, table: str, batch_id: str, frame: pl.DataFrame) -> list[str]:
@@ -368,8 +373,10 @@ class Lake:
             lambda: self.files(table, first, last, exclude_batches=skip), columns
         )
 
-    def read_batch(self, table: str, batch_id: str) -> pl.DataFrame:
-        return self._read_listed(lambda: self.files(table, batches={batch_id}))
+    def read_batch(
+        self, table: str, batch_id: str, columns: list[str] | None = None
+    ) -> pl.DataFrame:
+        return self._read_listed(lambda: self.files(table, batches={batch_id}), columns)
 
     def read_table(self, table: str) -> pl.DataFrame:
         """Every committed row of a table (the restricted one needs its key if encrypted)."""
