@@ -11,11 +11,13 @@ Assets: raw_transactions -> clean_transactions + quarantined_transactions -> tra
 """
 
 import datetime as dt
+import functools
 import warnings
 
 import dagster as dg
 
 from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, MODELS_TEAM, tags
+from fraud_assets.defs.event_writer import EventWriter
 from fraud_assets.defs.keys import CHAMPION_REVIEW, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.defs.partitions import batch_partitions
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
@@ -224,9 +226,7 @@ def ingest_batches(
     # progress line every 5 % of the range (each batch's events name it anyway).
     every = max(1, len(batches) // 20)
 
-    def report(outcome) -> None:  # noqa: ANN001 - a BatchOutcome
-        nonlocal done
-        done += 1
+    def log_outcome(outcome, done: int) -> None:  # noqa: ANN001 - a BatchOutcome
         for event in events_for(outcome, selected, checks, landing_zone.display_path):
             context.log_event(event)
         if not outcome.ok:
@@ -241,17 +241,25 @@ def ingest_batches(
         f"{len(batches)} batch(es) {batches[0]}..{batches[-1]}: "
         f"{', '.join(sorted(s.value for s in steps))}"
     )
-    outcomes = ingest_range(
-        batches,
-        steps,
-        landing_zone,
-        store,
-        pseudonym_key.pseudonymizer(),
-        settings,
-        champion=champion,
-        row_estimate=rows,
-        on_batch=report,
-    )
+    # The events go to the event log from a thread of their own while the next batches compute.
+    with EventWriter() as write:
+
+        def report(outcome) -> None:  # noqa: ANN001 - a BatchOutcome
+            nonlocal done
+            done += 1
+            write(functools.partial(log_outcome, outcome, done))
+
+        outcomes = ingest_range(
+            batches,
+            steps,
+            landing_zone,
+            store,
+            pseudonym_key.pseudonymizer(),
+            settings,
+            champion=champion,
+            row_estimate=rows,
+            on_batch=report,
+        )
     failed = [o for o in outcomes if not o.ok]
     if failed:
         lines = [f"{o.batch_id} ({o.failed_step}): {o.error}" for o in failed]
