@@ -88,3 +88,16 @@ def test_an_operators_file_is_kept(tmp_path):
     ensure_instance_config(tmp_path, {"host": "h", "port": 1, "user": "u", "db": "d"})
     assert path.read_text() == "telemetry:\n  enabled: true\n"
     assert os.path.exists(path)
+
+
+def test_the_run_queue_launches_runs_side_by_side_and_keeps_one_batch_run_at_a_time(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "dagster.yaml").write_text(instance_yaml())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        coordinator = instance.run_coordinator
+        assert coordinator.dequeue_interval_seconds == 1
+        assert coordinator.dequeue_use_threads and coordinator.dequeue_num_workers == 4
+    config = yaml.safe_load(instance_yaml())
+    assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}

@@ -4,7 +4,8 @@ Batch runs read the look-back history earlier batches wrote, so two batch runs m
 the ingest step declares the pool `fraud_batches`, and these settings make the run queue hold a
 run while another run of the same pool is in flight (pools at run granularity, limit 1). Runs
 then start in the order they were queued, which is time order for a landing burst or a backfill.
-The run queue is looked at every second instead of every five. A deployment adds its storage
+The run queue is looked at every second instead of every five, and runs dequeued together are
+launched side by side. A deployment adds its storage
 (e.g. Postgres) to the same file.
 
     python -m fraud_assets.dev.instance "$DAGSTER_HOME"     # writes dagster.yaml if absent
@@ -24,6 +25,10 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1  # a landed batch should not wait 5 s in the queue
+    # Launching a run starts a process and waits for it (seconds on a busy machine): in threads,
+    # a backfill's run is not launched only after the publish run dequeued beside it.
+    dequeue_use_threads: true
+    dequeue_num_workers: 4
 concurrency:
   pools:
     # One batch run at a time (pool `fraud_batches`, one training at a time `fraud_training`):
