@@ -210,6 +210,9 @@ def test_snapshot_then_replay_matches_batch(
     assert_parity(online, batch)
 
 
+LONG_RUN_DAYS = 7.2  # a run begun > 4.8 h before the delay's edge: several frauds (6 h grid)
+
+
 def synthetic_months(days: int = 80, n: int = 1500) -> pl.DataFrame:
     """Transactions on a 6-hour grid (window edges hit exactly, ties in one second)."""
     rng = random.Random(3)
@@ -384,3 +387,10 @@ def test_the_simulated_days_exercise_every_feature(simulated) -> None:
     constant = [name for name in FEATURE_COLUMNS if batch[name].n_unique() < 2]
     assert not constant, constant
     assert (batch["terminal_fraud_run_days"] > 0).sum() > 10
+    run_min = batch.filter(pl.col("terminal_fraud_run_min_amount") > 0)
+    assert run_min["terminal_fraud_run_min_amount"].n_unique() > 5
+    # (the synthetic months, 20 % fraud on 4 terminals, hold many runs of several frauds)
+    months = compute_features(synthetic_months())
+    several = months.filter(pl.col("terminal_fraud_run_days") > LONG_RUN_DAYS)
+    assert several.height > 50
+    assert months["terminal_fraud_run_min_amount"].n_unique() > 50
