@@ -356,7 +356,8 @@ def _fraud_run(
     """terminal_fraud_run_days in seconds and terminal_fraud_run_min_amount: walk back from the
     newest known entry (txs[end - 1]) over frauds, inside the run window; (0, 0.0) when the
     newest known one is genuine or absent. `amount_of`: id -> its first version (the id index,
-    which holds every id of the terminal retention)."""
+    which holds every id of the terminal retention; a transaction arriving later than the grace
+    can reach older entries whose version is gone: those are skipped)."""
     low = _after(txs, bounds.terminal_upto - _RUN_SECONDS)
     start = None
     smallest = math.inf
@@ -366,9 +367,13 @@ def _fraud_run(
         if j == len(frauds) or frauds[j] != txs[i]:
             break
         start = txs[i][0]
-        smallest = min(smallest, amount_of[txs[i][1]].tx_amount)
+        held = amount_of.get(txs[i][1])  # None only for a transaction later than the grace
+        if held is not None:
+            smallest = min(smallest, held.tx_amount)
         i -= 1
-    return (0, 0.0) if start is None else (t - start, smallest)
+    if start is None:
+        return 0, 0.0
+    return t - start, (0.0 if smallest == math.inf else smallest)
 
 
 class InMemoryFeatureStore(OnlineFeatureStore):

@@ -76,9 +76,12 @@ local run_min = nil
 for j = #entries, 1, -1 do
   if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
   run_start = entries[j][1]
+  -- A transaction later than the grace can reach entries whose version is pruned: skipped.
   local version = redis.call('HGET', KEYS[4], entries[j][2])
-  local amount = tonumber(string.match(version, '^[^|]*|[^|]*|[^|]*|([^|]*)|'))
-  if (not run_min) or amount < run_min then run_min = amount end
+  if version then
+    local amount = tonumber(string.match(version, '^[^|]*|[^|]*|[^|]*|([^|]*)|'))
+    if (not run_min) or amount < run_min then run_min = amount end
+  end
 end
 out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
 out[#out + 1] = run_min and string.format('%.17g', run_min) or '0'
