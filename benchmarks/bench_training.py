@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "bins-64": {"border_count": 64, "learning_rate": 0.1, "iterations": 500},
     # The shipped defaults (TrainingConfig()): see docs/models.md.
     "default": {},
+    # The defaults before tx_amount got its own 4 096 bins (issue 20, second pass).
+    "amount-bins-64": {"amount_border_count": 0},
 }
 
 

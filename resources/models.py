@@ -56,6 +56,9 @@ class ModelTraining(dg.ConfigurableResource):
     learning_rate: float = 0.2
     depth: int = 6
     border_count: int = Field(default=64, description="CatBoost histogram bins per feature")
+    amount_border_count: int = Field(
+        default=4096, description="Bins for tx_amount alone (0: border_count)"
+    )
     l2_leaf_reg: float = Field(default=3.0, description="CatBoost L2 regularisation of leaves")
     threshold_policy: Literal["max_recall_at_fpr", "max_expected_money"] = Field(
         default="max_recall_at_fpr", description="How the operating threshold is chosen"
@@ -99,6 +102,7 @@ class ModelTraining(dg.ConfigurableResource):
             learning_rate=self.learning_rate,
             depth=self.depth,
             border_count=self.border_count,
+            amount_border_count=self.amount_border_count,
             l2_leaf_reg=self.l2_leaf_reg,
             threshold_policy=self.threshold_policy,
             max_fpr=self.max_fpr,

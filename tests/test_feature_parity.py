@@ -150,6 +150,7 @@ def test_spark_and_polars_compute_identical_features_on_several_batches(
     assert polars_out["terminal_risk_7d"].max() > 0 and polars_out["terminal_nb_tx_1d"].min() == 0
     runs = polars_out["terminal_fraud_run_days"]
     assert runs.max() > 1 and (runs == 0).any() and runs.n_unique() > 10  # type: ignore[operator]
+    assert polars_out["terminal_fraud_run_min_amount"].n_unique() > 10
 
     for name in FEATURE_COLUMNS:
         left, right = polars_out[name], spark_out[name]
@@ -184,6 +185,7 @@ def test_window_edges_follow_the_spec_in_both_engines(
         (second, "customer_amount_ratio_7d"): 20.0 / ((10.0 + 20.0 + 30.0 + 1000.0) / 4),
         # The newest known row (t-d) is a fraud after a genuine one: a run of d days.
         (first, "terminal_fraud_run_days"): float(LABEL_DELAY_DAYS),
+        (first, "terminal_fraud_run_min_amount"): 5.0,  # that run is row 6 alone
         # Terminal window (t-d-w, t-d]: t-d in, t-d+1 s out, t-d-w out, t-d-w+1 s in.
         (first, "terminal_nb_tx_1d"): 2,
         (first, "terminal_risk_1d"): 1 / 2,

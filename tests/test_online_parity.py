@@ -210,6 +210,9 @@ def test_snapshot_then_replay_matches_batch(
     assert_parity(online, batch)
 
 
+LONG_RUN_DAYS = 7.2  # a run begun > 4.8 h before the delay's edge: several frauds (6 h grid)
+
+
 def synthetic_months(days: int = 80, n: int = 1500) -> pl.DataFrame:
     """Transactions on a 6-hour grid (window edges hit exactly, ties in one second)."""
     rng = random.Random(3)
@@ -339,6 +342,24 @@ def test_labels_younger_than_the_delay_are_never_used_and_can_be_corrected(
     assert (later["terminal_nb_tx_1d"], later["terminal_risk_1d"]) == (1, 0.0)
 
 
+def test_a_transaction_later_than_the_grace_is_scored_when_its_run_outlived_the_id_index(
+    make_store: Callable[..., OnlineFeatureStore],
+) -> None:
+    """A fraud's version leaves the id index with the retention, while an untouched terminal
+    keeps its entry until that terminal is used again. A transaction far later than the grace
+    (allowed up to the customer retention) can reach such an entry in its run window: it is
+    scored, the run's length counts it, and its amount, no longer held, is left out."""
+    store = make_store(late_grace_seconds=0, max_skew_seconds=50 * DAY)
+    store.features_for(tx(1, 0, customer=1, terminal=9, amount=3.0))
+    store.record_label(1, fraud=True)
+    store.features_for(tx(2, 40 * DAY, customer=2, terminal=8))  # the clock moves on...
+    store.features_for(tx(4, 40 * DAY + 1, customer=2, terminal=8))  # ...and id 1 is pruned
+    assert store.seen(1) is None
+    late = store.features_for(tx(3, 11 * DAY, customer=3, terminal=9))
+    assert late["terminal_fraud_run_days"] == 11.0
+    assert late["terminal_fraud_run_min_amount"] == 0.0
+
+
 # ---------------------------------------------------------------------------------- concurrency
 
 
@@ -384,3 +405,10 @@ def test_the_simulated_days_exercise_every_feature(simulated) -> None:
     constant = [name for name in FEATURE_COLUMNS if batch[name].n_unique() < 2]
     assert not constant, constant
     assert (batch["terminal_fraud_run_days"] > 0).sum() > 10
+    run_min = batch.filter(pl.col("terminal_fraud_run_min_amount") > 0)
+    assert run_min["terminal_fraud_run_min_amount"].n_unique() > 5
+    # (the synthetic months, 20 % fraud on 4 terminals, hold many runs of several frauds)
+    months = compute_features(synthetic_months())
+    several = months.filter(pl.col("terminal_fraud_run_days") > LONG_RUN_DAYS)
+    assert several.height > 50
+    assert months["terminal_fraud_run_min_amount"].n_unique() > 50

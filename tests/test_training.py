@@ -132,6 +132,22 @@ def test_every_imbalance_option_trains_and_gives_probabilities(features, imbalan
     assert model.params["imbalance"] == imbalance.value
 
 
+def test_the_amount_gets_its_own_bins_so_a_split_sits_at_the_scenario_1_limit(features):
+    """Scenario 1 is every amount above 220. With `amount_border_count` (the default) tx_amount
+    alone is cut finely enough for a split within a unit of the limit; with the 64 bins every
+    feature gets, the nearest split the model uses is far from it."""
+
+    def nearest_split_to_the_limit(config: TrainingConfig) -> float:
+        model = train_model(features, END, config)
+        borders = model.model.get_borders()[model.feature_names.index("tx_amount")]
+        return min(abs(b - 220.0) for b in borders)
+
+    config = dataclasses.replace(FAST, iterations=40)
+    assert config.amount_border_count > config.border_count  # the default
+    plain = dataclasses.replace(config, amount_border_count=0)
+    assert nearest_split_to_the_limit(config) < 1.0 < nearest_split_to_the_limit(plain)
+
+
 def test_the_model_ranks_fraud_well_above_chance_on_later_unseen_days(features, trained):
     # Measured with this data and FAST: validation AUC ROC 0.90, AP 0.69; on the 7 label-gap days
     # after it (never used for training or threshold) AUC ROC 0.90, AP 0.67. Chance is 0.5.

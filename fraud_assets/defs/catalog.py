@@ -12,7 +12,7 @@ CODE_VERSIONS = {
     "raw_transactions": "1",
     "clean_transactions": "1",
     "quarantined_transactions": "1",
-    "transaction_features": "2",  # issue 20: amount ratios, terminal_fraud_run_days
+    "transaction_features": "3",  # issue 20: amount ratios, terminal_fraud_run_days, _min_amount
     "drift_report": "1",
     "terminal_registry": "1",
     "challenger_model": "2",  # issue 20: selected settings, model card, faster defaults

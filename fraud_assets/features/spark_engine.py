@@ -3,7 +3,7 @@
 The rows are hash-partitioned by customer and sorted by (time, id) inside each partition; each
 partition is then scanned once by the default engine's compiled scan (`windows.customer_windows`),
 every window in the same pass, inside `mapInArrow`. The same again by terminal, which also adds
-the terminal's fraud-run lengths (the default engine's `terminal_fraud_runs`), the calendar
+the terminal's fraud-run features (the default engine's `terminal_fraud_runs`), the calendar
 flags and the amount ratios. So there is no sort per window, and the arithmetic is
 the default engine's own (exact window sums: the same bits whatever rows share a partition).
 A partition must hold all rows of its entities, so partitions are sized to fit an executor
@@ -127,7 +127,7 @@ def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:
             f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
             for w in RATIO_WINDOWS_DAYS
         },
-        terminal_fraud_run_days=terminal_fraud_runs(frame),
+        **terminal_fraud_runs(frame),
     )
 
 

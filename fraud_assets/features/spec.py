@@ -19,6 +19,8 @@ terminal_fraud_run_days: among the terminal's transactions with time in (t - (d+
     t - d*86400], R = RUN_WINDOW_DAYS, in (time, id) order: when the last of them is a fraud,
     (t - s) / 86400 with s the time of the first of the unbroken run of frauds that ends with it
     (cut at the window's start); 0.0 when the last is genuine or there are none.
+terminal_fraud_run_min_amount: over that same run (same window, same cut), the smallest
+    tx_amount of its frauds; 0.0 when the last is genuine or there are none.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ EXTRA_FEATURES = [f"customer_amount_ratio_{w}d" for w in RATIO_WINDOWS_DAYS]
 # A compromised terminal produces frauds for a while and is then repaired: how long its known
 # frauds have run tells a terminal still compromised from one whose run is over (or a one-off).
 RUN_WINDOW_DAYS = max(WINDOWS_DAYS)
-TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days"]
+# A run's amounts tell a compromised terminal (scenario 2: every card pays its usual amount there)
+# from one fraud of a compromised card or a large amount (scenarios 3 and 1: amounts far above
+# the card's usual ones) that happened to be the terminal's newest known transaction.
+TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days", "terminal_fraud_run_min_amount"]
 
 FEATURE_COLUMNS = AMOUNT_FEATURES + BASELINE_FEATURES + EXTRA_FEATURES + TERMINAL_RUN_FEATURES

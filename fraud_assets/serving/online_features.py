@@ -180,6 +180,7 @@ class _Windows:
     terminal_counts: tuple[int, ...]
     terminal_frauds: tuple[int, ...]
     terminal_run_seconds: int = 0  # t - start of the terminal's newest known fraud run, or 0
+    terminal_run_min_amount: float = 0.0  # smallest amount of that run's frauds, or 0.0
 
 
 def _assemble(tx: Transaction, windows: _Windows) -> Features:
@@ -201,6 +202,7 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
     for w in RATIO_WINDOWS_DAYS:
         out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
     out["terminal_fraud_run_days"] = windows.terminal_run_seconds / SECONDS_PER_DAY
+    out["terminal_fraud_run_min_amount"] = windows.terminal_run_min_amount
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
 
@@ -348,19 +350,30 @@ def _after(rows: list, seconds: int) -> int:
     return bisect_right(rows, (seconds, math.inf))
 
 
-def _fraud_run_seconds(txs: list, frauds: list, end: int, bounds: _Bounds, t: int) -> int:
-    """terminal_fraud_run_days in seconds: walk back from the newest known entry (txs[end - 1])
-    over frauds, inside the run window; 0 when the newest known one is genuine or absent."""
+def _fraud_run(
+    txs: list, frauds: list, end: int, bounds: _Bounds, t: int, amount_of: Mapping[int, Any]
+) -> tuple[int, float]:
+    """terminal_fraud_run_days in seconds and terminal_fraud_run_min_amount: walk back from the
+    newest known entry (txs[end - 1]) over frauds, inside the run window; (0, 0.0) when the
+    newest known one is genuine or absent. `amount_of`: id -> its first version (the id index,
+    which holds every id of the terminal retention; a transaction arriving later than the grace
+    can reach older entries whose version is gone: those are skipped)."""
     low = _after(txs, bounds.terminal_upto - _RUN_SECONDS)
     start = None
+    smallest = math.inf
     i = end - 1
     while i >= low:
         j = bisect_left(frauds, txs[i])
         if j == len(frauds) or frauds[j] != txs[i]:
             break
         start = txs[i][0]
+        held = amount_of.get(txs[i][1])  # None only for a transaction later than the grace
+        if held is not None:
+            smallest = min(smallest, held.tx_amount)
         i -= 1
-    return 0 if start is None else t - start
+    if start is None:
+        return 0, 0.0
+    return t - start, (0.0 if smallest == math.inf else smallest)
 
 
 class InMemoryFeatureStore(OnlineFeatureStore):
@@ -415,7 +428,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             )
             t_counts = tuple(tx_end - _after(txs, a) for a in bounds.terminal_after)
             t_frauds = tuple(fraud_end - _after(frauds, a) for a in bounds.terminal_after)
-            run_seconds = _fraud_run_seconds(txs, frauds, tx_end, bounds, t)
+            run_seconds, run_min = _fraud_run(txs, frauds, tx_end, bounds, t, self._versions)
             _insert(txs, (t, tid))
             cutoff = base - self.terminal_retention
             for lst in (txs, frauds):
@@ -423,7 +436,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 if cut:
                     del lst[:cut]
             self._prune_ids(cutoff)
-        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds)
+        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds, run_min)
 
     def _remember(self, tx: Transaction) -> None:
         self._versions[tx.transaction_id] = tx
@@ -658,6 +671,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             terminal_counts=tuple(int(reply[2 * n + 2 * i]) for i in range(n)),
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
             terminal_run_seconds=int(reply[4 * n]),
+            terminal_run_min_amount=float(reply[4 * n + 1]),
         )
 
     def seen(self, transaction_id: int) -> Transaction | None:

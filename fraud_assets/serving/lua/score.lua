@@ -60,8 +60,9 @@ for i = 1, n do
   out[#out + 1] = redis.call('ZCOUNT', KEYS[2], low, ARGV[10])
   out[#out + 1] = redis.call('ZCOUNT', KEYS[3], low, ARGV[10])
 end
--- terminal_fraud_run_days: the known entries of the run window in (time, id) order (ids
--- compared as numbers: shorter decimal string first), walked back over frauds.
+-- terminal_fraud_run_days and terminal_fraud_run_min_amount: the known entries of the run
+-- window in (time, id) order (ids compared as numbers: shorter decimal string first), walked
+-- back over frauds; each fraud's amount is the 4th field of its version in the id index.
 local known = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[14 + 2 * n], ARGV[10], 'WITHSCORES')
 local entries = {}
 for j = 1, #known, 2 do entries[#entries + 1] = {tonumber(known[j + 1]), known[j]} end
@@ -71,11 +72,19 @@ table.sort(entries, function(a, b)
   return a[2] < b[2]
 end)
 local run_start = nil
+local run_min = nil
 for j = #entries, 1, -1 do
   if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
   run_start = entries[j][1]
+  -- A transaction later than the grace can reach entries whose version is pruned: skipped.
+  local version = redis.call('HGET', KEYS[4], entries[j][2])
+  if version then
+    local amount = tonumber(string.match(version, '^[^|]*|[^|]*|[^|]*|([^|]*)|'))
+    if (not run_min) or amount < run_min then run_min = amount end
+  end
 end
 out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
+out[#out + 1] = run_min and string.format('%.17g', run_min) or '0'
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 local ccut = base - tonumber(ARGV[5])
 local tcut = base - tonumber(ARGV[6])

@@ -1,0 +1,215 @@
+"""Screening candidate features on the backtest before building them into every engine.
+
+Each candidate is computed here in batch only, with plain Polars on the cached feature table of
+`bench_backtest.py` (benchmarks/out/backtest/seed<N>), and added to the model inputs; the
+backtest (the handbook's protocol, as `bench_backtest.py`) is run with it. Only a candidate that
+helps is then defined in `features/spec.py` and built into the Polars and Spark engines and the
+online stores (with parity tests). These screening definitions are close to, not exactly, what a
+kept feature becomes (e.g. the screening run minimum is not cut at the window's start).
+
+Candidates (for the transaction at t, card c, terminal m; d = 7-day label delay):
+    card_prev_gap_days         days since c's previous transaction (30 when none in 30 days)
+    card_terminal_seen         1 when c paid at m before (in the data), else 0
+    terminal_nb_cards_{1,7}d   distinct cards at m in the last 1 / 7 days (no delay: no labels)
+    customer_nb_terminals_{1,7}d  distinct terminals of c in the last 1 / 7 days
+    terminal_avg_amount_7d, terminal_amount_ratio_7d   m's mean amount over 7 days, amount / it
+    terminal_fraud_run_max_days   days since the last genuine row before m's newest known run
+    terminal_run_min_amount    smallest amount of m's newest known fraud run (0 when none)
+    terminal_run_max_amount    largest amount of that run
+    terminal_run_min_ratio     smallest customer_amount_ratio_30d of that run (batch-only idea:
+                               online it would need each fraud's ratio at its own time)
+    terminal_run_min_ratio7    the same with the 7-day ratio
+    terminal_run_frauds        number of frauds in that run
+
+    .venv/bin/python benchmarks/bench_feature_screen.py --seeds 0 \
+        --sets "terminal_run_min_amount;card_prev_gap_days" [--set k=v ...]
+
+A set is a comma-separated list of candidates added to the model's inputs (`-name` drops a
+shipped feature; write `--sets=-name,...` then); sets are separated by ';'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_backtest  # noqa: E402
+
+DAY = 86_400
+D = 7 * DAY
+R = 30 * DAY
+
+
+def _run_max_days(f: pl.DataFrame) -> pl.Series:
+    t, fraud = pl.col("tx_time_seconds"), pl.col("tx_fraud")
+    rows = (
+        f.select("terminal_id", "tx_time_seconds", "transaction_id", "tx_fraud")
+        .with_row_index("_row")
+        .sort("terminal_id", "tx_time_seconds", "transaction_id")
+    )
+    prev_t = t.shift(1).over("terminal_id")
+    starts = fraud.cast(pl.Boolean) & ~fraud.shift(1).over("terminal_id").fill_null(0).cast(
+        pl.Boolean
+    )
+    known = (
+        rows.with_columns(_g=pl.when(starts).then(prev_t.fill_null(-(10**12))))
+        .with_columns(_g=pl.when(starts).then(pl.col("_g")).forward_fill().over("terminal_id"))
+        .with_columns(_g=pl.when(fraud == 1).then(pl.col("_g")))
+        .group_by("terminal_id", "tx_time_seconds", maintain_order=True)
+        .last()
+        .select("terminal_id", pl.col("tx_time_seconds").alias("_known_t"), "_g")
+        .sort("_known_t")
+    )
+    out = (
+        rows.with_columns(_upto=t - D)
+        .sort("_upto")
+        .join_asof(
+            known, left_on="_upto", right_on="_known_t", by="terminal_id", check_sortedness=False
+        )
+        .with_columns(
+            _s=pl.when(pl.col("_g").is_not_null() & (pl.col("_known_t") > t - D - R))
+            .then(t - pl.max_horizontal("_g", t - D - R))
+            .otherwise(0)
+        )
+        .sort("_row")
+    )
+    return pl.Series("terminal_fraud_run_max_days", out["_s"].cast(pl.Int64).to_numpy() / DAY)
+
+
+def _run_amounts(f: pl.DataFrame) -> pl.DataFrame:
+    t, fraud = pl.col("tx_time_seconds"), pl.col("tx_fraud")
+    cols = ["tx_amount", "customer_amount_ratio_30d", "customer_amount_ratio_7d"]
+    rows = (
+        f.select("terminal_id", "tx_time_seconds", "transaction_id", "tx_fraud", *cols)
+        .with_row_index("_row")
+        .sort("terminal_id", "tx_time_seconds", "transaction_id")
+    )
+    starts = fraud.cast(pl.Boolean) & ~fraud.shift(1).over("terminal_id").fill_null(0).cast(
+        pl.Boolean
+    )
+    rows = rows.with_columns(_rid=starts.cast(pl.Int32).cum_sum().over("terminal_id"))
+    run = ("terminal_id", "_rid")
+    stats = {
+        "_minamt": pl.col("tx_amount").cum_min().over(*run),
+        "_maxamt": pl.col("tx_amount").cum_max().over(*run),
+        "_minratio": pl.col("customer_amount_ratio_30d").cum_min().over(*run),
+        "_minratio7": pl.col("customer_amount_ratio_7d").cum_min().over(*run),
+        "_n": pl.col("tx_amount").cum_count().over(*run),
+    }
+    known = (
+        rows.with_columns(**stats)
+        .with_columns([pl.when(fraud == 1).then(pl.col(c)).alias(c) for c in stats])
+        .group_by("terminal_id", "tx_time_seconds", maintain_order=True)
+        .last()
+        .select("terminal_id", pl.col("tx_time_seconds").alias("_known_t"), *stats)
+        .sort("_known_t")
+    )
+    out = (
+        rows.select("_row", "terminal_id", "tx_time_seconds")
+        .with_columns(_upto=t - D)
+        .sort("_upto")
+        .join_asof(
+            known, left_on="_upto", right_on="_known_t", by="terminal_id", check_sortedness=False
+        )
+        .sort("_row")
+    )
+    ok = (pl.col("_known_t") > t - D - R) & pl.col("_n").is_not_null()
+    return out.select(
+        terminal_run_min_amount=pl.when(ok).then(pl.col("_minamt")).otherwise(0.0),
+        terminal_run_max_amount=pl.when(ok).then(pl.col("_maxamt")).otherwise(0.0),
+        terminal_run_min_ratio=pl.when(ok).then(pl.col("_minratio")).otherwise(0.0),
+        terminal_run_min_ratio7=pl.when(ok).then(pl.col("_minratio7")).otherwise(0.0),
+        terminal_run_frauds=pl.when(ok).then(pl.col("_n")).otherwise(0),
+    )
+
+
+def candidates(features: pl.DataFrame) -> pl.DataFrame:
+    f = features.sort("tx_time_seconds", "transaction_id")
+    t = pl.col("tx_time_seconds")
+    f = f.with_columns(terminal_fraud_run_max_days=_run_max_days(f))
+    f = pl.concat([f, _run_amounts(f)], how="horizontal")
+    gap = (t - t.shift(1).over("customer_id")).fill_null(R).clip(upper_bound=R)
+    f = f.with_columns(
+        card_prev_gap_days=gap / DAY,
+        card_terminal_seen=(
+            pl.col("transaction_id").cum_count().over("customer_id", "terminal_id") > 1
+        ).cast(pl.Int8),
+        _dt=pl.col("tx_datetime"),
+    )
+    for w in (1, 7):
+        term = f.rolling("_dt", period=f"{w}d", group_by="terminal_id").agg(
+            pl.col("customer_id").n_unique().alias(f"terminal_nb_cards_{w}d"),
+            pl.col("tx_amount").mean().alias(f"terminal_avg_amount_{w}d"),
+            pl.col("transaction_id").last(),
+        )
+        card = f.rolling("_dt", period=f"{w}d", group_by="customer_id").agg(
+            pl.col("terminal_id").n_unique().alias(f"customer_nb_terminals_{w}d"),
+            pl.col("transaction_id").last(),
+        )
+        f = f.join(term.drop("terminal_id", "_dt"), on="transaction_id", how="left").join(
+            card.drop("customer_id", "_dt"), on="transaction_id", how="left"
+        )
+    f = f.with_columns(
+        terminal_amount_ratio_7d=pl.col("tx_amount") / pl.col("terminal_avg_amount_7d")
+    )
+    return f.drop("_dt")
+
+
+def main() -> None:
+    from fraud_assets.features import spec
+    from fraud_assets.modeling.backtest import backtest, mean_and_spread, mean_of
+    from fraud_assets.modeling.training import TrainingConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--sets", required=True)
+    parser.add_argument("--train-days", type=int, default=28)
+    parser.add_argument("--set", nargs="*", default=[], help="TrainingConfig overrides k=v")
+    args = parser.parse_args()
+    overrides = {k: bench_backtest._parse(v) for k, v in (i.split("=", 1) for i in args.set)}
+    shipped = tuple(spec.FEATURE_COLUMNS)
+    tables = {}
+    for seed in args.seeds:
+        cached = bench_backtest.OUT / f"seed{seed}" / "candidates.parquet"
+        if not cached.exists():
+            candidates(bench_backtest.feature_table(seed)).write_parquet(cached)
+        tables[seed] = pl.read_parquet(cached)
+    shown = ("auc_roc", "average_precision", "card_precision_at_100")
+    for chosen in args.sets.split(";"):
+        names = [c for c in chosen.split(",") if c]
+        dropped = {c[1:] for c in names if c.startswith("-")}
+        added = [c for c in names if not c.startswith("-") and c not in shipped]
+        for c in added:  # the config accepts only spec's columns: screening extends them here
+            if c not in spec.FEATURE_COLUMNS:
+                spec.FEATURE_COLUMNS.append(c)
+        inputs = tuple(c for c in shipped if c not in dropped) + tuple(added)
+        means = []
+        for seed in args.seeds:
+            config = TrainingConfig(features=inputs, **overrides)
+            cpu = time.process_time()
+            folds = backtest(
+                tables[seed], args.train_days, 7, bench_backtest.TEST_START, 7, 4, config
+            )
+            cpu = time.process_time() - cpu
+            means.append(mean_of(folds))
+            print(
+                json.dumps(
+                    {"set": chosen or "shipped", "seed": seed, "cpu": round(cpu, 1)}
+                    | {k: round(means[-1][k], 4) for k in (*shown, "recall_scenario_2")}
+                ),
+                flush=True,
+            )
+        if len(args.seeds) > 1:
+            summary = mean_and_spread(means)
+            print(json.dumps({"set": chosen, "seeds": args.seeds} | {k: summary[k] for k in shown}))
+
+
+if __name__ == "__main__":
+    main()
