@@ -209,7 +209,9 @@ def backtest(
                 "card_precision_at_100": CARD_PRECISION_DEFINITION,
                 "card_precision_at_100_strict": CARD_PRECISION_STRICT_DEFINITION,
                 "known_compromised": f"a fraud in the {known_days} days before the label gap "
-                "or during it" if known_days else "any earlier fraud in the data",
+                "or during it"
+                if known_days
+                else "any earlier fraud in the data",
             }
         )
     )

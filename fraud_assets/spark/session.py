@@ -43,6 +43,12 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         # Executors import this package: the same interpreter (and virtual environment) as ours,
         # unless the deployment says otherwise.
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        # Executors' Python workers run one task each on one core: Polars (parser, window
+        # scans, checks) on one thread there, not one per core of the machine for every task.
+        "spark.executorEnv.POLARS_MAX_THREADS": "1",
+        # Reads name the lake's committed files one by one (never a folder glob): up to this
+        # many, the driver looks them up itself instead of starting a listing job per read.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
         # No `_SUCCESS` files in the staging folders (lake/spark_staging.py).
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }
