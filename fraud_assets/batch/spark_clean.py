@@ -44,6 +44,7 @@ from fraud_assets.lake.spark_staging import (
     staging_folder,
     sweep,
     write_staged,
+    write_staged_by,
 )
 from fraud_assets.privacy import Pseudonymizer
 
@@ -179,6 +180,8 @@ def clean_batch_spark(
         return _finish(spark, lake, parsed, numbered, batch_id, raw_rows, config)
     finally:
         parsed.unpersist()
+        if hasattr(settings.terminals, "destroy"):  # this batch's broadcast: not kept
+            settings.terminals.destroy()
 
 
 def _settings(
@@ -356,7 +359,7 @@ def _commit(
     from pyspark.sql import Observation
 
     from fraud_assets.batch.schemas import clean_transactions_schema
-    from fraud_assets.batch.spark_checks import spark_failures
+    from fraud_assets.batch.spark_checks import spark_failures, summarise
 
     spark = clean.sparkSession
     sweep(lake, CLEAN, batch_id)
@@ -366,11 +369,15 @@ def _commit(
     with lake.commit(CLEAN, batch_id) as commit:
         folder = staging_folder(lake, commit)
         dated = rows.withColumn("tx_date", F.to_date("tx_datetime"))
-        write_staged(
-            dated.sortWithinPartitions("tx_date", "transaction_id"),
+        schema = clean_transactions_schema(config.max_amount, config.period)
+        reports = _accumulator(spark)
+        staged = write_staged_by(
+            dated,
             lake,
             f"{folder}/clean",
             ["tx_date"],
+            ["transaction_id"],
+            _checker(reports, schema) if reports is not None else None,
         )
         seen = dict(observation.get)
         for day in ("first", "last"):
@@ -382,15 +389,17 @@ def _commit(
         kept = seen if seen["rows"] else None
         quarantined = sum(counts.values())
         made = seen["rows"]
-        staged = staged_files(lake, f"{folder}/clean")
         staged_rows = sum(f.rows for f in staged)
         if made != staged_rows:  # a bug: the commit is not published
             raise AssertionError(f"{batch_id}: {staged_rows} clean rows written, {made} made")
-        clean_schema = []
-        if staged_rows:  # checked where the rows are: read back from the staged files
-            written = spark.read.parquet(spark_url(lake, f"{folder}/clean")).drop("tx_date")
-            schema = clean_transactions_schema(config.max_amount, config.period)
-            clean_schema = spark_failures(schema, written)
+        if reports is not None:  # checked by the tasks that wrote the rows
+            clean_schema = summarise([r for found in reports.value.values() for r in found])
+            clean_schema = clean_schema.get(None, [])
+        elif staged_rows:  # Spark Connect: read back from the staged files
+            written = spark.read.parquet(*(spark_url(lake, f.path) for f in staged))
+            clean_schema = spark_failures(schema, written.drop("tx_date"))
+        else:
+            clean_schema = []
         clean_rows = adopt_all(commit, CLEAN, staged, by_date=True)
         quarantine = _quarantine(judged, numbered, batch_id, counts.get(Rule.DUPLICATE_ID.value, 0))
         q_schema = _commit_quarantine(lake, commit, quarantine, quarantined, folder)
@@ -420,6 +429,28 @@ def _commit(
         clean_schema=clean_schema,
         quarantine_schema=q_schema,
     )
+
+
+def _accumulator(spark: SparkSession):  # noqa: ANN202 - an Accumulator, None on Spark Connect
+    from fraud_assets.batch.spark_checks import PartitionFailures
+
+    try:
+        return spark.sparkContext.accumulator({}, PartitionFailures())
+    except Exception:  # noqa: BLE001 - Spark Connect has no accumulators
+        return None
+
+
+def _checker(reports, schema):  # noqa: ANN001, ANN202 - the writing tasks' inspect function
+    """Each writing task checks the clean rows it wrote (`schemas.find_failures`) and reports
+    the failure rows under its partition."""
+    from fraud_assets.batch.spark_checks import failure_rows
+
+    def check(frame: pl.DataFrame) -> None:
+        from pyspark import TaskContext
+
+        reports.add({TaskContext.get().partitionId(): failure_rows(schema, frame, None)})
+
+    return check
 
 
 def _observed() -> list:

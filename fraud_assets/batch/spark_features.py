@@ -29,8 +29,7 @@ from fraud_assets.lake.spark_staging import (
     STAGING,
     adopt_all,
     spark_url,
-    staged_files,
-    write_staged,
+    write_staged_by,
 )
 from fraud_assets.lake.store import LABELS
 
@@ -120,18 +119,17 @@ def features_into_lake_spark(
     for leftover in lake.fs.glob(lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-*")):
         lake.fs.rm(leftover, recursive=True)  # of a crashed run: never read, never committed
     folder = lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-{secrets.token_hex(4)}")
-    ordered = (
-        features.withColumns({BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")})
-        .repartition(tasks, BATCH_FOLDER, "tx_date")
-        .sortWithinPartitions(BATCH_FOLDER, "tx_date", "tx_time_seconds", "transaction_id")
-    )
+    dated = features.withColumns(
+        {BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")}
+    ).repartition(tasks, BATCH_FOLDER, "tx_date")
     try:
-        write_staged(ordered, lake, folder, [BATCH_FOLDER, "tx_date"])
+        files = write_staged_by(
+            dated, lake, folder, [BATCH_FOLDER, "tx_date"], ["tx_time_seconds", "transaction_id"]
+        )
         if reports is not None:
             summary = _summary(reports.value)
         else:  # no accumulators (Spark Connect): the staged rows are read again
-            summary = _read_summary(spark, lake, folder)
-        files = staged_files(lake, folder)
+            summary = _read_summary(spark, lake, [f.path for f in files])
         for batch_id in ready:
             mine = [f for f in files if f.values.get(BATCH_FOLDER) == batch_id]
             made, fraud, failures = summary.get(batch_id, (0, 0.0, []))
@@ -198,10 +196,13 @@ def _summary(reports: dict) -> dict[str, tuple[int, float, list[str]]]:
     return {b: (n, frauds[b] / n if n else 0.0, by_batch.get(b, [])) for b, n in rows.items()}
 
 
-def _read_summary(spark: SparkSession, lake: Lake, folder: str) -> dict:
+def _read_summary(spark: SparkSession, lake: Lake, paths: list[str]) -> dict:
     from fraud_assets.batch.schemas import TransactionFeatures
 
-    staged = spark.read.parquet(spark_url(lake, folder)).drop(BATCH_FOLDER, "tx_date")
+    if not paths:
+        return {}
+    staged = spark.read.parquet(*(spark_url(lake, p) for p in paths))
+    staged = staged.drop(*(c for c in (BATCH_FOLDER, "tx_date") if c in staged.columns))
     failures = spark_failures_by(TransactionFeatures, staged, "batch_id")
     return {
         r["batch_id"]: (r["n"], float(r["share"] or 0.0), failures.get(r["batch_id"], []))

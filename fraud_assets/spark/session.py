@@ -49,6 +49,14 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         # Reads name the lake's committed files one by one (never a folder glob): up to this
         # many, the driver looks them up itself instead of starting a listing job per read.
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
+        # A long-running driver (183 daily batches in one process) keeps the status of only
+        # the recent jobs, stages and SQL queries (Spark keeps 1 000 of each by default, each
+        # query with its plan's text): the driver's memory does not grow with the batches.
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "100",
+        "spark.ui.retainedTasks": "10000",
+        "spark.sql.ui.retainedExecutions": "50",
+        "spark.ui.dagGraph.retainedRootRDDs": "100",
         # No `_SUCCESS` files in the staging folders (lake/spark_staging.py).
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }
