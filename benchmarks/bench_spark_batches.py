@@ -3,7 +3,8 @@
 Simulates the reference export (5 000 customers, 10 000 terminals) as daily batches, then runs
 the `fraud features` code path (`batch.ranges.ingest_range`: raw check, clean, features) with the
 Spark engine over all of them in one process, and prints the driver's resident memory (Python
-process and driver JVM) after the first and the last batch, and at a few points between.
+process and driver JVM) and the JVM heap in use after a full collection, after every batch, then
+a summary table (first and last batch, a few points between) and the trend over the second half.
 
     .venv/bin/python benchmarks/bench_spark_batches.py --days 183 --master local[2]
 """
@@ -24,6 +25,15 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 for fewer than two points)."""
+    if len(xs) < 2:
+        return 0.0
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
 def main() -> None:
@@ -57,13 +67,16 @@ def main() -> None:
         source = find_batches([str(landing)])
         daily = max(source.row_estimate(b) for b in source.paths)
         config = RangeConfig(engine="spark", spark=spark, chunk_rows=daily * args.chunk_batches)
-        samples: list[tuple[int, str, float, float, float]] = []
+        samples: list[tuple[int, str, float, float, float, float]] = []
         started = time.perf_counter()
+        runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()  # noqa: SLF001
 
         def sample(outcome) -> None:  # noqa: ANN001 - a BatchOutcome
             import os
 
             assert outcome.ok, (outcome.batch_id, outcome.error)
+            spark.sparkContext._jvm.java.lang.System.gc()  # noqa: SLF001 - what is still held
+            heap = (runtime.totalMemory() - runtime.freeMemory()) / 2**20
             samples.append(
                 (
                     len(samples) + 1,
@@ -71,7 +84,14 @@ def main() -> None:
                     time.perf_counter() - started,
                     rss_mb(os.getpid()),
                     rss_mb(jvm),
+                    heap,
                 )
+            )
+            n, batch, t, py, jv, hp = samples[-1]
+            print(
+                f"batch {n} {batch} {t:,.0f} s: Python RSS {py:,.0f} MB, JVM RSS {jv:,.0f} MB, "
+                f"JVM heap after GC {hp:,.0f} MB",
+                flush=True,
             )
 
         outcomes = ingest_range(
@@ -98,13 +118,24 @@ def main() -> None:
             f"{len(outcomes)} batches, {rows:,} feature rows, {elapsed:,.0f} s "
             f"({rows / elapsed:,.0f} rows/s), chunks of {args.chunk_batches} batches"
         )
-        print("| batch # | batch | s since start | driver Python RSS MB | driver JVM RSS MB |")
-        print("|---:|---|---:|---:|---:|")
+        print(
+            "| batch # | batch | s since start | driver Python RSS MB | driver JVM RSS MB "
+            "| JVM heap after GC MB |"
+        )
+        print("|---:|---|---:|---:|---:|---:|")
         step = max(1, len(samples) // 6)
         shown = sorted({0, *range(0, len(samples), step), len(samples) - 1})
         for i in shown:
-            n, batch, t, py, jv = samples[i]
-            print(f"| {n} | {batch} | {t:,.0f} | {py:,.0f} | {jv:,.0f} |")
+            n, batch, t, py, jv, hp = samples[i]
+            print(f"| {n} | {batch} | {t:,.0f} | {py:,.0f} | {jv:,.0f} | {hp:,.0f} |")
+        half = samples[len(samples) // 2 :]
+        for name, k in (("Python RSS", 3), ("JVM RSS", 4), ("JVM heap after GC", 5)):
+            values = [s[k] for s in half]
+            slope = _slope([s[0] for s in half], values)
+            print(
+                f"second half ({len(half)} batches), {name}: min {min(values):,.0f} MB, "
+                f"max {max(values):,.0f} MB, trend {slope * 100:+,.1f} MB per 100 batches"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
