@@ -2,9 +2,9 @@
 
 Simulates the reference export (5 000 customers, 10 000 terminals) as daily batches, then runs
 the `fraud features` code path (`batch.ranges.ingest_range`: raw check, clean, features) with the
-Spark engine over all of them in one process, and prints the driver's resident memory (Python
-process and driver JVM) and the JVM heap in use after a full collection, after every batch, then
-a summary table (first and last batch, a few points between) and the trend over the second half.
+Spark engine over all of them in one process, and prints after every batch the driver's resident
+memory (Python process and driver JVM), then the JVM heap still in use after a full collection;
+then a summary table (first and last batch, a few points between) and the second half's trend.
 
     .venv/bin/python benchmarks/bench_spark_batches.py --days 183 --master local[2]
 """
@@ -55,6 +55,9 @@ def main() -> None:
     from fraud_assets.simulation.writer import write_simulation
     from fraud_assets.spark.session import start_spark
 
+    commit = subprocess.run(  # the code this run imported
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="bench-spark-batches-"))
     try:
         landing = work / "landing"
@@ -75,17 +78,12 @@ def main() -> None:
             import os
 
             assert outcome.ok, (outcome.batch_id, outcome.error)
+            python, java = rss_mb(os.getpid()), rss_mb(jvm)  # before the collection below
             spark.sparkContext._jvm.java.lang.System.gc()  # noqa: SLF001 - what is still held
             heap = (runtime.totalMemory() - runtime.freeMemory()) / 2**20
             samples.append(
-                (
-                    len(samples) + 1,
-                    outcome.batch_id,
-                    time.perf_counter() - started,
-                    rss_mb(os.getpid()),
-                    rss_mb(jvm),
-                    heap,
-                )
+                (len(samples) + 1, outcome.batch_id, time.perf_counter() - started)
+                + (python, java, heap)
             )
             n, batch, t, py, jv, hp = samples[-1]
             print(
@@ -107,9 +105,6 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         spark.stop()
         rows = sum(o.features.rows for o in outcomes)
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
         print(
             f"machine: {platform.machine()}, commit {commit}, master {args.master}, "
             f"driver memory {args.driver_memory}"

@@ -57,6 +57,10 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         "spark.ui.retainedTasks": "10000",
         "spark.sql.ui.retainedExecutions": "50",
         "spark.ui.dagGraph.retainedRootRDDs": "100",
+        # No cache of listed file statuses: our reads name the lake's files one by one, and the
+        # cache keys every entry by the reading file index, so each read of the same files adds
+        # new entries (up to 250 MB by default) that no later read uses.
+        "spark.sql.hive.filesourcePartitionFileCacheSize": "0",
         # No `_SUCCESS` files in the staging folders (lake/spark_staging.py).
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }
