@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -43,10 +44,12 @@ from fraud_assets.lake.spark_staging import (
     staging_folder,
     sweep,
     write_staged,
+    write_staged_by,
 )
 from fraud_assets.privacy import Pseudonymizer
 
 ROWS_PER_FILE = 2_000_000  # clean rows per task (and per file of a date) when writing
+ROWS_PER_TASK = 500_000  # below this many rows per core, fewer tasks (and files of a date)
 _DROPPED = "__duplicate__"  # the verdict of a repeated line: counted, not quarantined
 
 _TYPED = [
@@ -170,13 +173,16 @@ def clean_batch_spark(
     ).where(F.col("line_no") > 1)
 
     settings = _settings(spark, config, pseudonymizer)
-    parsed = numbered.mapInArrow(_parser(settings), _PARSED_DDL).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    # The parsed lines are read four times (verdict counts, range sample, write, quarantine):
+    # kept on the executors' disks, written as they are made. MEMORY_AND_DISK first unrolls a
+    # partition in the heap, which ran a 1 GB local[2] driver out of memory on a 47 M-row batch.
+    parsed = numbered.mapInArrow(_parser(settings), _PARSED_DDL).persist(StorageLevel.DISK_ONLY)
     try:
         return _finish(spark, lake, parsed, numbered, batch_id, raw_rows, config)
     finally:
         parsed.unpersist()
+        if hasattr(settings.terminals, "destroy"):  # this batch's broadcast: not kept
+            settings.terminals.destroy()
 
 
 def _settings(
@@ -219,10 +225,9 @@ def _finish(
     counts = {r["reason"]: r["n"] for r in found if r["reason"] is not None}
     good_range = next(((r["low"], r["high"]) for r in found if r["reason"] is None), None)
     judged = _committed_elsewhere(spark, lake, parsed, batch_id, good_range)
-    partitions = max(1, -(-raw_rows // ROWS_PER_FILE))
     good = judged.where(F.col("reason").isNull() | (F.col("reason") == Rule.DUPLICATE_ID.value))
     first_seen = Window.partitionBy("transaction_id").orderBy("line_no")
-    verdicts = good.repartitionByRange(partitions, "transaction_id").withColumn(
+    verdicts = good.repartitionByRange(_partitions(spark, raw_rows), "transaction_id").withColumn(
         "reason",
         F.when(
             F.col("reason").isNull() & (F.row_number().over(first_seen) > 1), F.lit(_DROPPED)
@@ -230,24 +235,19 @@ def _finish(
     )
     unique = verdicts.where(F.col("reason").isNull())
     origin = config.origin_date or _infer_origin(unique)
-    clean, stats = _repair_time(verdicts, origin, batch_id)
-    # One more pass: what became of the good rows, the repaired counters, the clean table's
-    # dates and content digest.
-    summary = {
-        r["reason"]: r
-        for r in clean.groupBy("reason").agg(*(v.alias(k) for k, v in stats.items())).collect()
-    }
-    taken = summary.get(Rule.DUPLICATE_ID.value)
-    if taken is not None:
-        counts[Rule.DUPLICATE_ID.value] = taken["rows"]
-    dropped = summary.get(_DROPPED)
-    duplicates = dropped["rows"] if dropped is not None else 0
-    kept = summary.get(None)
-    rows = clean.where(F.col("reason").isNull()).select(*CLEAN_SCHEMA)
-    quarantine = _quarantine(judged, numbered, batch_id, counts.get(Rule.DUPLICATE_ID.value, 0))
-    result = _commit(lake, batch_id, rows, quarantine, kept, counts, config, origin, raw_rows)
-    result.duplicates = duplicates
+    clean = _repair_time(verdicts, origin, batch_id)
+    result = _commit(lake, batch_id, clean, judged, numbered, counts, config, origin, raw_rows)
     return result
+
+
+def _partitions(spark: SparkSession, rows: int) -> int:
+    """Tasks that judge duplicates and write the clean rows: files of at most ROWS_PER_FILE
+    rows, and every core busy once there are ROWS_PER_TASK rows for each."""
+    try:
+        cores = int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect: no context
+        cores = 2
+    return max(1, -(-rows // ROWS_PER_FILE), min(cores, rows // ROWS_PER_TASK))
 
 
 def _committed_elsewhere(
@@ -294,9 +294,9 @@ def _epoch_seconds(column: str):  # noqa: ANN202 - a Column
     return F.unix_seconds(F.to_utc_timestamp(F.col(column).cast("timestamp"), "UTC"))
 
 
-def _repair_time(verdicts: DataFrame, origin: dt.date, batch_id: str) -> tuple[DataFrame, dict]:
+def _repair_time(verdicts: DataFrame, origin: dt.date, batch_id: str) -> DataFrame:
     """Seconds and days recomputed from the timestamp against the origin: the clean table's
-    columns (plus `reason`), and the aggregates that describe it."""
+    columns, plus `reason` and what `_observed` counts."""
     origin_seconds = (origin - dt.date(1970, 1, 1)).days * SECONDS_PER_DAY
     seconds = (_epoch_seconds("tx_datetime") - F.lit(origin_seconds)).cast("long")
     days = ((seconds - F.pmod(seconds, F.lit(SECONDS_PER_DAY))) / F.lit(SECONDS_PER_DAY)).cast(
@@ -319,18 +319,7 @@ def _repair_time(verdicts: DataFrame, origin: dt.date, batch_id: str) -> tuple[D
         (F.col("new_seconds") != F.col("tx_time_seconds")).cast("long").alias("_seconds"),
         (F.col("new_days") != F.col("tx_time_days")).cast("long").alias("_days"),
     )
-    row = F.xxhash64(*[F.col(c) for c in CLEAN_SCHEMA])
-    stats = {
-        "rows": F.count("*"),
-        "hour_24": F.sum("_hour_24"),
-        "tx_time_seconds": F.sum("_seconds"),
-        "tx_time_days": F.sum("_days"),
-        "first": F.min(F.to_date("tx_datetime")),
-        "last": F.max(F.to_date("tx_datetime")),
-        "hash_sum": F.sum(row.cast("decimal(38,0)")),
-        "hash_xor": F.bit_xor(row),
-    }
-    return clean, stats
+    return clean
 
 
 def _quarantine(judged: DataFrame, numbered: DataFrame, batch_id: str, taken: int) -> DataFrame:
@@ -356,39 +345,64 @@ def _commit(
     lake: Lake,
     batch_id: str,
     clean: DataFrame,
-    quarantine: DataFrame,
-    kept,  # noqa: ANN001 - the summary Row of the clean rows, None when there are none
+    judged: DataFrame,
+    numbered: DataFrame,
     counts: dict[str, int],
     config: CleaningConfig,
     origin: dt.date,
     raw_rows: int,
 ) -> SparkCleanResult:
+    """Write the clean rows (`clean` with its `reason` column) and the quarantine, and commit.
+
+    What became of the good rows (kept, duplicate of another batch, repeated line), the repaired
+    counters, the dates and the content digest are observed while the clean rows are written:
+    no separate pass."""
+    from pyspark.sql import Observation
+
     from fraud_assets.batch.schemas import clean_transactions_schema
-    from fraud_assets.batch.spark_checks import spark_failures
+    from fraud_assets.batch.spark_checks import spark_failures, summarise
 
     spark = clean.sparkSession
     sweep(lake, CLEAN, batch_id)
-    quarantined = sum(counts.values())
-    made = kept["rows"] if kept is not None else 0
+    observation = Observation(f"clean-{batch_id}-{secrets.token_hex(4)}")
+    observed = clean.observe(observation, *_observed())
+    rows = observed.where(F.col("reason").isNull()).select(*CLEAN_SCHEMA)
     with lake.commit(CLEAN, batch_id) as commit:
         folder = staging_folder(lake, commit)
-        dated = clean.withColumn("tx_date", F.to_date("tx_datetime"))
-        write_staged(
-            dated.sortWithinPartitions("tx_date", "transaction_id"),
+        dated = rows.withColumn("tx_date", F.to_date("tx_datetime"))
+        schema = clean_transactions_schema(config.max_amount, config.period)
+        reports = _accumulator(spark)
+        staged = write_staged_by(
+            dated,
             lake,
             f"{folder}/clean",
             ["tx_date"],
+            ["transaction_id"],
+            _checker(reports, schema) if reports is not None else None,
         )
-        staged = staged_files(lake, f"{folder}/clean")
+        seen = dict(observation.get)
+        for day in ("first", "last"):
+            if seen[day] is not None:
+                seen[day] = dt.date(1970, 1, 1) + dt.timedelta(days=int(seen[day]))
+        if seen["taken"]:
+            counts[Rule.DUPLICATE_ID.value] = seen["taken"]
+        duplicates = seen["dropped"]
+        kept = seen if seen["rows"] else None
+        quarantined = sum(counts.values())
+        made = seen["rows"]
         staged_rows = sum(f.rows for f in staged)
         if made != staged_rows:  # a bug: the commit is not published
             raise AssertionError(f"{batch_id}: {staged_rows} clean rows written, {made} made")
-        clean_schema = []
-        if staged_rows:  # checked where the rows are: read back from the staged files
-            written = spark.read.parquet(spark_url(lake, f"{folder}/clean")).drop("tx_date")
-            schema = clean_transactions_schema(config.max_amount, config.period)
-            clean_schema = spark_failures(schema, written)
+        if reports is not None:  # checked by the tasks that wrote the rows
+            clean_schema = summarise([r for found in reports.value.values() for r in found])
+            clean_schema = clean_schema.get(None, [])
+        elif staged_rows:  # Spark Connect: read back from the staged files
+            written = spark.read.parquet(*(spark_url(lake, f.path) for f in staged))
+            clean_schema = spark_failures(schema, written.drop("tx_date"))
+        else:
+            clean_schema = []
         clean_rows = adopt_all(commit, CLEAN, staged, by_date=True)
+        quarantine = _quarantine(judged, numbered, batch_id, counts.get(Rule.DUPLICATE_ID.value, 0))
         q_schema = _commit_quarantine(lake, commit, quarantine, quarantined, folder)
         first, last = _coverage(config, kept, batch_id)
         commit.meta["coverage"] = asdict(
@@ -407,7 +421,7 @@ def _commit(
         raw_rows=raw_rows,
         clean_rows=clean_rows,
         quarantined=quarantined,
-        duplicates=0,
+        duplicates=duplicates,
         origin=origin,
         first=first,
         last=last,
@@ -416,6 +430,52 @@ def _commit(
         clean_schema=clean_schema,
         quarantine_schema=q_schema,
     )
+
+
+def _accumulator(spark: SparkSession):  # noqa: ANN202 - an Accumulator, None on Spark Connect
+    from fraud_assets.batch.spark_checks import PartitionFailures
+
+    try:
+        return spark.sparkContext.accumulator({}, PartitionFailures())
+    except Exception:  # noqa: BLE001 - Spark Connect has no accumulators
+        return None
+
+
+def _checker(reports, schema):  # noqa: ANN001, ANN202 - the writing tasks' inspect function
+    """Each writing task checks the clean rows it wrote (`schemas.find_failures`) and reports
+    the failure rows under its partition."""
+    from fraud_assets.batch.spark_checks import failure_rows
+
+    def check(frame: pl.DataFrame) -> None:
+        from pyspark import TaskContext
+
+        reports.add({TaskContext.get().partitionId(): failure_rows(schema, frame, None)})
+
+    return check
+
+
+def _observed() -> list:
+    """What the clean write observes, as one row of metrics: of the kept rows (`reason` null)
+    their number, the repaired counters, first and last dates (days since 1970) and the content
+    digest's sums; the rows of the two other fates of a good row."""
+    reason = F.col("reason")
+
+    def kept(column):  # noqa: ANN001, ANN202 - a Column
+        return F.when(reason.isNull(), column)
+
+    row = F.xxhash64(*[F.col(c) for c in CLEAN_SCHEMA])
+    return [
+        F.count(kept(F.lit(1))).alias("rows"),
+        F.sum(kept(F.col("_hour_24"))).alias("hour_24"),
+        F.sum(kept(F.col("_seconds"))).alias("tx_time_seconds"),
+        F.sum(kept(F.col("_days"))).alias("tx_time_days"),
+        F.min(kept(F.unix_date(F.to_date("tx_datetime")))).alias("first"),
+        F.max(kept(F.unix_date(F.to_date("tx_datetime")))).alias("last"),
+        F.sum(kept(row.cast("decimal(38,0)"))).alias("hash_sum"),
+        F.bit_xor(kept(row)).alias("hash_xor"),
+        F.count(F.when(reason == Rule.DUPLICATE_ID.value, 1)).alias("taken"),
+        F.count(F.when(reason == _DROPPED, 1)).alias("dropped"),
+    ]
 
 
 def _coverage(config: CleaningConfig, sums, batch_id: str) -> tuple[dt.date, dt.date]:  # noqa: ANN001

@@ -12,9 +12,16 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 
+import polars as pl
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from fraud_assets.batch.spark_checks import (
+    PartitionFailures,
+    failure_rows,
+    spark_failures_by,
+    summarise,
+)
 from fraud_assets.features.spark_engine import compute_features_spark, read_committed
 from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.lake import CLEAN, FEATURES, BatchCoverage, Lake, MissingHistoryError
@@ -22,12 +29,12 @@ from fraud_assets.lake.spark_staging import (
     STAGING,
     adopt_all,
     spark_url,
-    staged_files,
-    write_staged,
+    write_staged_by,
 )
 from fraud_assets.lake.store import LABELS
 
 ROWS_PER_SCAN = 1_000_000  # rows of history per partition of the window scans
+ROWS_PER_WRITE = 1_000_000  # feature rows per writing task (all of a date's rows in one task)
 BATCH_FOLDER = "_batch"
 ENGINE = "spark"
 
@@ -74,9 +81,6 @@ def features_into_lake_spark(
     known: dict[str, BatchCoverage],
 ) -> dict[str, SparkFeatures | MissingHistoryError]:
     """Compute and commit the features of `ready` batches (their history checked already)."""
-    from fraud_assets.batch.schemas import TransactionFeatures
-    from fraud_assets.batch.spark_checks import spark_failures_by
-
     first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
         days=LOOKBACK_DAYS
     )
@@ -94,11 +98,15 @@ def features_into_lake_spark(
         for c in known.values()
         if c.first_date <= last.isoformat() and c.last_date >= first.isoformat()
     )
-    features = compute_features_spark(history, max(1, -(-history_rows // ROWS_PER_SCAN))).where(
-        F.col("batch_id").isin(ready)
-    )
-    # One task per (batch, date) writes its rows in (time, id) order: no range sampling, which
-    # would compute the features twice.
+    reports = _accumulator(spark)
+    features = compute_features_spark(
+        history,
+        max(1, -(-history_rows // ROWS_PER_SCAN)),
+        _reporter(reports, ready) if reports is not None else None,
+    ).where(F.col("batch_id").isin(ready))
+    # Every row of a (batch, date) goes to one task, which writes them in (time, id) order: the
+    # files of a date, in task order, hold the default engine's row order; no range sampling
+    # (which would compute the features twice). A task writes several dates: few, full tasks.
     days = sum(
         (
             dt.date.fromisoformat(known[b].last_date) - dt.date.fromisoformat(known[b].first_date)
@@ -106,40 +114,102 @@ def features_into_lake_spark(
         + 2
         for b in ready
     )
+    rows = sum(known[b].rows for b in ready)
+    tasks = min(days, max(_parallelism(spark), -(-rows // ROWS_PER_WRITE)))
     for leftover in lake.fs.glob(lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-*")):
         lake.fs.rm(leftover, recursive=True)  # of a crashed run: never read, never committed
     folder = lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-{secrets.token_hex(4)}")
-    ordered = (
-        features.withColumns({BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")})
-        .repartition(days, BATCH_FOLDER, "tx_date")
-        .sortWithinPartitions(BATCH_FOLDER, "tx_date", "tx_time_seconds", "transaction_id")
-    )
+    dated = features.withColumns(
+        {BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")}
+    ).repartition(tasks, BATCH_FOLDER, "tx_date")
     try:
-        write_staged(ordered, lake, folder, [BATCH_FOLDER, "tx_date"])
-        staged = spark.read.parquet(spark_url(lake, folder)).drop(BATCH_FOLDER, "tx_date")
-        summary = {
-            r["batch_id"]: r
-            for r in staged.groupBy("batch_id")
-            .agg(F.count("*").alias("n"), F.avg(F.col("tx_fraud").cast("double")).alias("share"))
-            .collect()
-        }
-        failures = spark_failures_by(TransactionFeatures, staged, "batch_id")
-        files = staged_files(lake, folder)
+        files = write_staged_by(
+            dated, lake, folder, [BATCH_FOLDER, "tx_date"], ["tx_time_seconds", "transaction_id"]
+        )
+        if reports is not None:
+            summary = _summary(reports.value)
+        else:  # no accumulators (Spark Connect): the staged rows are read again
+            summary = _read_summary(spark, lake, [f.path for f in files])
         for batch_id in ready:
             mine = [f for f in files if f.values.get(BATCH_FOLDER) == batch_id]
-            row = summary.get(batch_id)
+            made, fraud, failures = summary.get(batch_id, (0, 0.0, []))
             with lake.commit(FEATURES, batch_id) as commit:
                 written = adopt_all(commit, FEATURES, mine, by_date=True)
-                if (row["n"] if row else 0) != written:  # a bug: the commit is not published
-                    raise AssertionError(f"{batch_id}: {written} feature rows staged, not {row}")
-            out[batch_id] = SparkFeatures(
-                written, float(row["share"] or 0.0) if row else 0.0, failures.get(batch_id, [])
-            )
+                if made != written:  # a bug: the commit is not published
+                    raise AssertionError(f"{batch_id}: {written} feature rows staged, not {made}")
+            out[batch_id] = SparkFeatures(written, fraud, failures)
     finally:
         lake.fs.invalidate_cache(lake.root)
         if lake.fs.exists(folder):
             lake.fs.rm(folder, recursive=True)
     return out
+
+
+def _parallelism(spark: SparkSession) -> int:
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect: no context
+        return int(spark.conf.get("spark.sql.shuffle.partitions") or 2)
+
+
+def _accumulator(spark: SparkSession):  # noqa: ANN202 - an Accumulator, None on Spark Connect
+    try:
+        return spark.sparkContext.accumulator({}, PartitionFailures())
+    except Exception:  # noqa: BLE001 - Spark Connect has no accumulators
+        return None
+
+
+def _reporter(reports, ready: list[str]):  # noqa: ANN001, ANN202 - the executors' inspect function
+    """What each task of the last feature pass reports about the rows it made for `ready`
+    batches: per batch, rows, frauds and the schema check's failure rows."""
+    from fraud_assets.batch.schemas import TransactionFeatures
+
+    wanted = list(ready)
+
+    def report(frame: pl.DataFrame) -> None:
+        from pyspark import TaskContext
+
+        mine = frame.filter(pl.col("batch_id").is_in(wanted))
+        counts = {
+            b: (n, int(f or 0))
+            for b, n, f in mine.group_by("batch_id")
+            .agg(pl.len(), pl.col("tx_fraud").cast(pl.Int64).sum())
+            .iter_rows()
+        }
+        failures = failure_rows(TransactionFeatures, mine, "batch_id") if mine.height else []
+        reports.add({TaskContext.get().partitionId(): (counts, failures)})
+
+    return report
+
+
+def _summary(reports: dict) -> dict[str, tuple[int, float, list[str]]]:
+    """(rows, fraud share, schema failures) per batch, from the tasks' reports."""
+    rows: dict[str, int] = {}
+    frauds: dict[str, int] = {}
+    failures = []
+    for counts, found in reports.values():
+        for batch_id, (n, fraud) in counts.items():
+            rows[batch_id] = rows.get(batch_id, 0) + n
+            frauds[batch_id] = frauds.get(batch_id, 0) + fraud
+        failures += found
+    by_batch = summarise(failures)
+    return {b: (n, frauds[b] / n if n else 0.0, by_batch.get(b, [])) for b, n in rows.items()}
+
+
+def _read_summary(spark: SparkSession, lake: Lake, paths: list[str]) -> dict:
+    from fraud_assets.batch.schemas import TransactionFeatures
+
+    if not paths:
+        return {}
+    staged = spark.read.parquet(*(spark_url(lake, p) for p in paths))
+    staged = staged.drop(*(c for c in (BATCH_FOLDER, "tx_date") if c in staged.columns))
+    failures = spark_failures_by(TransactionFeatures, staged, "batch_id")
+    return {
+        r["batch_id"]: (r["n"], float(r["share"] or 0.0), failures.get(r["batch_id"], []))
+        for r in staged.groupBy("batch_id")
+        .agg(F.count("*").alias("n"), F.avg(F.col("tx_fraud").cast("double")).alias("share"))
+        .collect()
+    }
 
 
 def _commit_empty(lake: Lake, batch_id: str) -> None:

@@ -48,11 +48,17 @@ def _feature_type(name: str):  # noqa: ANN202 - a Spark DataType
     return LongType() if "_nb_tx_" in name else DoubleType()
 
 
-def compute_features_spark(clean: DataFrame, partitions: int | None = None) -> DataFrame:
+def compute_features_spark(
+    clean: DataFrame,
+    partitions: int | None = None,
+    inspect: Callable[[pl.DataFrame], None] | None = None,
+) -> DataFrame:
     """Features for every row of `clean` (which must hold the look-back history it needs).
 
     Returns the input columns unchanged plus every column of `spec.FEATURE_COLUMNS`, in the
-    default engine's column order and types; rows in no particular order.
+    default engine's column order and types; rows in no particular order. `inspect`, when
+    given, is called on the executors with each partition's finished rows (in the returned
+    types), e.g. to check them without reading them again.
     """
     spark = clean.sparkSession
     shuffle = int(spark.conf.get("spark.sql.shuffle.partitions") or 8)
@@ -78,7 +84,7 @@ def compute_features_spark(clean: DataFrame, partitions: int | None = None) -> D
     return (
         customers.repartition(count, "terminal_id")
         .sortWithinPartitions(*_ORDER)
-        .mapInArrow(_scan(_terminal_pass, out_schema), out_schema)
+        .mapInArrow(_scan(_terminal_pass, out_schema, inspect), out_schema)
     )
 
 
@@ -89,7 +95,9 @@ def _arrow_schema(schema: StructType) -> pa.Schema:
 
 
 def _scan(
-    compute: Callable[[pl.DataFrame], pl.DataFrame], schema: StructType
+    compute: Callable[[pl.DataFrame], pl.DataFrame],
+    schema: StructType,
+    inspect: Callable[[pl.DataFrame], None] | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A mapInArrow function: the whole partition (in (time, id) order) through `compute`."""
     target = _arrow_schema(schema)
@@ -100,8 +108,11 @@ def _scan(
             return
         frame = pl.from_arrow(pa.Table.from_batches(parts))
         del parts
-        out = compute(frame).select(target.names)  # type: ignore[arg-type]
-        yield from out.to_arrow().cast(target).to_batches(max_chunksize=100_000)
+        out = compute(frame).select(target.names).to_arrow().cast(target)  # type: ignore[arg-type]
+        del frame
+        if inspect is not None:
+            inspect(pl.from_arrow(out))  # type: ignore[arg-type]
+        yield from out.to_batches(max_chunksize=100_000)
 
     return run
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraud_assets.lake.store import CommitWriter, Lake
@@ -93,3 +96,64 @@ def adopt_all(writer: CommitWriter, table: str, files: list[StagedFile], by_date
         writer.adopt(table, staged.path, staged.rows, day, number)
         rows += staged.rows
     return rows
+
+
+_WRITTEN = "values string, path string, part long, rows long"
+
+
+def write_staged_by(
+    frame: DataFrame,
+    lake: Lake,
+    folder: str,
+    by: list[str],
+    order: list[str],
+    inspect: Callable[[pl.DataFrame], None] | None = None,
+) -> list[StagedFile]:
+    """Executors write each partition of `frame` under `folder`, one file per value of `by`
+    (`{by}={value}/` folders, `by` columns left out of the file), rows in `order`; the files
+    written, as `staged_files` lists them.
+
+    The lake's own Parquet writer (`Lake._write_parquet`, what the default engine writes with)
+    runs in each task on the partition's rows, sorted by Polars there: no sort and no Parquet
+    encoding in the JVM. A file's name carries the task's partition and attempt; only the files
+    of the attempts that succeeded are returned (the driver gets their paths and row counts,
+    never a row), others are left in `folder` for its removal. `inspect`, when given, is
+    called in each task with the task's rows as written (without the `by` columns).
+    """
+    import json
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        parts = list(batches)
+        if not parts:
+            return
+        rows = pl.from_arrow(pa.Table.from_batches(parts))
+        del parts
+        context = TaskContext.get()
+        task, attempt = context.partitionId(), context.attemptNumber()
+        rows = rows.sort([*by, *order])  # type: ignore[union-attr]
+        if inspect is not None:
+            inspect(rows.drop(by))
+        out = []
+        for values, part in rows.partition_by(by, as_dict=True, maintain_order=True).items():
+            named = dict(zip(by, (str(v) for v in values), strict=True))
+            sub = "/".join(f"{k}={v}" for k, v in named.items())
+            path = f"{folder}/{sub}/part-{task:05d}-{attempt}.parquet"
+            lake._write_parquet(path, part.drop(by))  # noqa: SLF001 - the lake's own writer
+            out.append((json.dumps(named), path, task, part.height))
+        yield pa.RecordBatch.from_pylist(
+            [dict(zip(("values", "path", "part", "rows"), o, strict=True)) for o in out],
+            schema=pa.schema(
+                [
+                    ("values", pa.string()),
+                    ("path", pa.string()),
+                    ("part", pa.int64()),
+                    ("rows", pa.int64()),
+                ]
+            ),
+        )
+
+    found = frame.mapInArrow(write, _WRITTEN).collect()
+    files = [StagedFile(r["path"], json.loads(r["values"]), r["part"], r["rows"]) for r in found]
+    return sorted(files, key=lambda f: (sorted(f.values.items()), f.part, f.path))

@@ -43,6 +43,24 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         # Executors import this package: the same interpreter (and virtual environment) as ours,
         # unless the deployment says otherwise.
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        # Executors' Python workers run one task each on one core: Polars (parser, window
+        # scans, checks) on one thread there, not one per core of the machine for every task.
+        "spark.executorEnv.POLARS_MAX_THREADS": "1",
+        # Reads name the lake's committed files one by one (never a folder glob): up to this
+        # many, the driver looks them up itself instead of starting a listing job per read.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
+        # A long-running driver (183 daily batches in one process) keeps the status of only
+        # the recent jobs, stages and SQL queries (Spark keeps 1 000 of each by default, each
+        # query with its plan's text): the driver's memory does not grow with the batches.
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "100",
+        "spark.ui.retainedTasks": "10000",
+        "spark.sql.ui.retainedExecutions": "50",
+        "spark.ui.dagGraph.retainedRootRDDs": "100",
+        # No cache of listed file statuses: our reads name the lake's files one by one, and the
+        # cache keys every entry by the reading file index, so each read of the same files adds
+        # new entries (up to 250 MB by default) that no later read uses.
+        "spark.sql.hive.filesourcePartitionFileCacheSize": "0",
         # No `_SUCCESS` files in the staging folders (lake/spark_staging.py).
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }
