@@ -31,8 +31,13 @@ class CommittedIds:
         # batch -> (lowest, highest) id, or None when its manifest does not say (read to know)
         self._ranges: dict[str, tuple[int, int] | None] = {}
         for batch_id, commit in (commits or {}).items():
-            if batch_id not in self._by_batch:
-                self._ranges[batch_id] = _range_of(commit)
+            span = commit.meta.get(ID_RANGE)
+            if batch_id in self._by_batch:
+                continue
+            if span == []:  # an empty batch: no ids to collide with, nothing to read
+                self._by_batch[batch_id] = np.array([], dtype=np.int64)
+            else:
+                self._ranges[batch_id] = (int(span[0]), int(span[1])) if span else None
 
     @classmethod
     def from_lake(cls, lake: Lake) -> CommittedIds:
@@ -67,12 +72,3 @@ class CommittedIds:
             frame = self._lake.read_batch(CLEAN, batch_id, columns=["transaction_id"])
             ids = frame["transaction_id"].to_numpy() if frame.height else np.array([], np.int64)
             self._by_batch[batch_id] = np.sort(ids)
-
-
-def _range_of(commit: Commit) -> tuple[int, int] | None:
-    span = commit.meta.get(ID_RANGE)
-    if span is None:
-        return None
-    if not span:  # an empty batch: no ids to collide with
-        return (1, 0)
-    return int(span[0]), int(span[1])

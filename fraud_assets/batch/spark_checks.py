@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyspark.accumulators import AccumulatorParam
 
 from fraud_assets.batch.schemas import Failure, TableSchema, find_failures
+from fraud_assets.spark.arrow import partition_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -106,10 +107,9 @@ def spark_failures_by(
     in one pass."""
 
     def check(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        parts = list(batches)
-        if not parts:
+        table = partition_frame(batches)
+        if table is None:
             return
-        table = pl.from_arrow(pa.Table.from_batches(parts))
         rows = failure_rows(schema, table, by)  # type: ignore[arg-type]
         if rows:
             yield pa.RecordBatch.from_pylist(rows, schema=_ROW)

@@ -38,6 +38,7 @@ from fraud_assets.features.spec import (
     TERMINAL_FEATURES,
 )
 from fraud_assets.features.windows import customer_windows, terminal_windows
+from fraud_assets.spark.arrow import partition_frame
 
 _ORDER = ("tx_time_seconds", "transaction_id")
 
@@ -103,11 +104,9 @@ def _scan(
     target = _arrow_schema(schema)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        parts = list(batches)
-        if not parts:
+        frame = partition_frame(batches)
+        if frame is None:
             return
-        frame = pl.from_arrow(pa.Table.from_batches(parts))
-        del parts
         out = compute(frame).select(target.names).to_arrow().cast(target)  # type: ignore[arg-type]
         del frame
         if inspect is not None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraud_assets.lake.store import CommitWriter, Lake
+from fraud_assets.spark.arrow import partition_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -125,11 +126,9 @@ def write_staged_by(
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        parts = list(batches)
-        if not parts:
+        rows = partition_frame(batches)
+        if rows is None:
             return
-        rows = pl.from_arrow(pa.Table.from_batches(parts))
-        del parts
         context = TaskContext.get()
         task, attempt = context.partitionId(), context.attemptNumber()
         rows = rows.sort([*by, *order])  # type: ignore[union-attr]
