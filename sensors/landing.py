@@ -8,6 +8,7 @@ from fraud_assets.defs.ingest import REASON_TAG
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.keys import DRIFT, FEATURES, RAW
 from fraud_assets.defs.partitions import BATCHES, batch_partitions
+from fraud_assets.defs.pools import ensure_pool_limits
 from fraud_assets.settings import batch_settings
 from resources.storage import LakeStore, LandingZone
 
@@ -41,6 +42,7 @@ def landing_sensor(
     from fraud_assets.batch.requests import DeliveryCursor, plan_runs
     from fraud_assets.rawdata.landing import batch_fingerprint
 
+    ensure_pool_limits(context.instance)  # before the first batch runs are queued
     listing = landing_zone.listing()
     cursor = DeliveryCursor.from_json(context.cursor)
     markers = {b.batch_id: landing_zone.marker(b.batch_id) for b in listing.complete}

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 import yaml
 
-from fraud_assets.dev.instance import ensure_instance_config, instance_yaml
+from fraud_assets.defs.pools import POOLS, ensure_pool_limits
+from fraud_assets.dev.instance import ensure_instance_config, instance_yaml, prepare_instance
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -101,3 +102,65 @@ def test_the_run_queue_launches_runs_side_by_side_and_keeps_one_batch_run_at_a_t
         assert coordinator.dequeue_use_threads and coordinator.dequeue_num_workers == 4
     config = yaml.safe_load(instance_yaml())
     assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
+
+
+@dg.op(pool="fraud_batches")
+def batch_step() -> None: ...
+
+
+@dg.job
+def two_batch_runs() -> None:
+    batch_step()
+
+
+def queued_run(instance: dg.DagsterInstance) -> str:
+    """A batch run waiting in the queue, as a sensor or a backfill leaves it (a queued run names
+    the code location it came from; this one names the test module)."""
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "two_batch_runs")
+    run = instance.create_run_for_job(
+        two_batch_runs, status=dg.DagsterRunStatus.QUEUED, remote_job_origin=origin
+    )
+    return run.run_id
+
+
+def runs_the_queue_would_start(instance: dg.DagsterInstance) -> list[str]:
+    """The run ids the run-queue daemon would launch in its next pass (its own decision)."""
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+        QueuedRunCoordinatorDaemon,
+    )
+
+    with QueuedRunCoordinatorDaemon(interval_seconds=1) as daemon:
+        runs = daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)
+    return [r.run_id for r in runs]
+
+
+def test_on_a_fresh_instance_the_first_two_batch_runs_queued_together_do_not_start_together(
+    tmp_path, monkeypatch
+):
+    """Dagster stores a pool's default limit only while dequeuing, after it chose what to start:
+    on an instance that never ran a batch, a burst of batch runs would all start at once."""
+    prepare_instance(tmp_path)  # as `make ui` and a deployment's set-up do
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        first, second = (queued_run(instance) for _ in range(2))
+        assert runs_the_queue_would_start(instance) == [first]
+
+
+def test_a_sensor_tick_stores_the_pool_limits_an_instance_lacks(tmp_path, monkeypatch):
+    (tmp_path / "dagster.yaml").write_text(instance_yaml())  # an instance never prepared
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        assert ensure_pool_limits(instance) == list(POOLS)
+        assert ensure_pool_limits(instance) == []  # once stored, a tick costs one query
+        limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+        assert {pool: limits.get(pool) for pool in POOLS} == dict.fromkeys(POOLS, 1)
+        first, second = (queued_run(instance) for _ in range(2))
+        assert runs_the_queue_would_start(instance) == [first]

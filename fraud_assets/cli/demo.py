@@ -47,11 +47,11 @@ class DemoSummary:
 def run_demo(console: Console, days: int, customers: int, terminals: int) -> None:
     # Environment first: the definitions read it when they are imported.
     os.environ.setdefault("FRAUD_TRAINING_WINDOW_DAYS", str(DEMO_TRAINING_WINDOW_DAYS))
-    from fraud_assets.dev.instance import ensure_instance_config
+    from fraud_assets.dev.instance import prepare_instance
     from fraud_assets.settings import data_dir, lake_url, landing_url
 
     home = os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
-    ensure_instance_config(home)
+    prepare_instance(home)
 
     import dagster as dg
 

@@ -24,8 +24,6 @@ CODE_VERSIONS = {
     "feedback_features": "1",
 }
 
-TRAINING_POOL = "fraud_training"  # one training or review at a time (dev/instance.py's limit)
-
 
 def tags(layer: str, data: str) -> dict[str, str]:
     """`layer`: where the asset sits (raw, clean, features, models, serving, monitoring);

@@ -20,13 +20,13 @@ from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, MODELS_TEAM,
 from fraud_assets.defs.event_writer import EventWriter
 from fraud_assets.defs.keys import CHAMPION_REVIEW, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.defs.partitions import batch_partitions
+from fraud_assets.defs.pools import BATCH_POOL
 from fraud_assets.defs.registry import TERMINAL_REGISTRY
 from fraud_assets.settings import batch_settings, validation_settings
 from resources.models import ModelStore
 from resources.processing import FeatureEngine, PseudonymKey
 from resources.storage import LakeStore, LandingZone
 
-POOL = "fraud_batches"  # one batch run at a time keeps look-back history ahead of the batches
 REASON_TAG = "fraud/reason"  # why a run was requested (sensor runs carry it)
 
 _LOOKBACK_NOTE = "computed with up to 37 days of earlier clean history; refuses when it is missing"
@@ -160,7 +160,7 @@ class IngestSettings(dg.Config):
     partitions_def=batch_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(batch_settings().batches_per_run),
     can_subset=True,
-    pool=POOL,
+    pool=BATCH_POOL,
 )
 def ingest_batches(
     context: dg.AssetExecutionContext,

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, TRAINING_POOL, tags
+from fraud_assets.defs.catalog import CODE_VERSIONS, MODELS_TEAM, tags
 from fraud_assets.defs.keys import FEATURES as FEATURES_KEY
+from fraud_assets.defs.pools import TRAINING_POOL
 from resources.models import ModelStore, ModelTraining
 from resources.storage import LakeStore
 

@@ -17,6 +17,7 @@ from fraud_assets.defs.catalog import CODE_VERSIONS, DATA_PLATFORM, tags
 from fraud_assets.defs.jobs import ingest_batch_job
 from fraud_assets.defs.keys import FEATURES
 from fraud_assets.defs.partitions import batch_partitions
+from fraud_assets.defs.pools import ONLINE_STATE_POOL
 from fraud_assets.settings import batch_settings
 from resources.online import OnlineStore
 from resources.storage import LakeStore
@@ -25,8 +26,7 @@ ONLINE_STATE = dg.AssetKey("online_feature_state")
 LABELS = dg.AssetKey("fraud_labels")
 CONSISTENCY = "online_offline_consistency"
 # Its own pool (one publish at a time): a publish only reads committed lake data, so it need
-# not wait for batch runs, nor hold a backfill queued behind it in `fraud_batches`.
-POOL = "fraud_online_state"
+# not wait for batch runs, nor hold a backfill queued behind it in the batch pool.
 
 
 def _consistency_spec() -> dg.AssetCheckSpec:
@@ -63,7 +63,7 @@ def _consistency_spec() -> dg.AssetCheckSpec:
     # As the ingest step's: the two share ranged runs (one run per FRAUD_BATCHES_PER_RUN).
     backfill_policy=dg.BackfillPolicy.multi_run(batch_settings().batches_per_run),
     can_subset=True,
-    pool=POOL,
+    pool=ONLINE_STATE_POOL,
 )
 def publish_online_state(
     context: dg.AssetExecutionContext, lake: LakeStore, online_store: OnlineStore

@@ -4,11 +4,13 @@ Batch runs read the look-back history earlier batches wrote, so two batch runs m
 the ingest step declares the pool `fraud_batches`, and these settings make the run queue hold a
 run while another run of the same pool is in flight (pools at run granularity, limit 1). Runs
 then start in the order they were queued, which is time order for a landing burst or a backfill.
+Dagster stores a pool's limit only once its queue meets the pool, after choosing what to start, so
+`prepare_instance` stores the pools' limits up front (fraud_assets/defs/pools.py).
 The run queue is looked at every second instead of every five, and runs dequeued together are
 launched side by side. A deployment adds its storage
 (e.g. Postgres) to the same file.
 
-    python -m fraud_assets.dev.instance "$DAGSTER_HOME"     # writes dagster.yaml if absent
+    python -m fraud_assets.dev.instance "$DAGSTER_HOME"  # dagster.yaml if absent, pool limits
 """
 
 from __future__ import annotations
@@ -88,5 +90,18 @@ def ensure_instance_config(home: str | Path, postgres: dict | None = None) -> Pa
     return path
 
 
+def prepare_instance(home: str | Path, postgres: dict | None = None) -> Path:
+    """dagster.yaml as `ensure_instance_config` writes it, and every pool's limit stored, so the
+    first runs queued on this instance already wait for each other."""
+    import dagster as dg
+
+    from fraud_assets.defs.pools import ensure_pool_limits
+
+    path = ensure_instance_config(home, postgres)
+    with dg.DagsterInstance.from_config(str(path.parent)) as instance:
+        ensure_pool_limits(instance)
+    return path
+
+
 if __name__ == "__main__":
-    print(ensure_instance_config(sys.argv[1] if len(sys.argv) > 1 else "."))
+    print(prepare_instance(sys.argv[1] if len(sys.argv) > 1 else "."))

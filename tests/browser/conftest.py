@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from fraud_assets.dev import instance as dagster_instance
 from fraud_assets.dev.dagster_process import DagsterDev, free_port, start_process, stop_process
-from fraud_assets.dev.instance import ensure_instance_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -89,7 +89,7 @@ def prepare_instance(
     from tests.support import write_days
 
     home, data_dir = root / "dagster_home", root / "data"
-    ensure_instance_config(home)
+    dagster_instance.prepare_instance(home)  # as `make ui` does
     summary = write_days(data_dir / "landing", days=days, dirty=0.01)
 
     with pytest.MonkeyPatch.context() as mp:

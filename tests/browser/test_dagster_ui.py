@@ -205,13 +205,22 @@ def open_launch_dialog_for_the_batch_assets(page: Page):  # noqa: ANN201
     return dialog, title
 
 
+def pick_partition(page: Page, key: str) -> None:
+    """Tick a partition in the launch dialog's open drop-down. The item's own element, not its
+    text: the text truncates itself to fit and re-renders while the page is busy, and a click on
+    it once waited 30 s for an element that kept being replaced (a CI failure)."""
+    item = page.locator("label").filter(has=page.locator(f'[data-tooltip="{key}"]'))
+    item.click()
+    expect(item.get_by_role("checkbox")).to_be_checked()
+
+
 def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_success(
     page: Page, dagster_ui: DagsterUI, screenshot
 ):
     batch = dagster_ui.batches[-1]  # its look-back history (the days before) is in the lake
     dialog, title = open_launch_dialog_for_the_batch_assets(page)
     dialog.get_by_text("Select a partition or create one").click()
-    page.get_by_text(batch, exact=True).filter(visible=True).last.click()  # in the drop-down
+    pick_partition(page, batch)
     title.click()  # closes the drop-down
     expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
     # No run config: the code location's default executor runs the steps in process.
@@ -264,11 +273,11 @@ def test_backfill_of_every_batch_launched_from_the_ui_completes_as_ranged_runs(
     launch_backfill = dialog.get_by_role("button", name="Launch backfill", exact=True)
     expect(launch_backfill).to_be_disabled()  # no partition chosen yet
     dialog.get_by_text("Select a partition or create one").click()
-    page.get_by_text(batches[0], exact=True).filter(visible=True).last.click()  # drop-down
+    pick_partition(page, batches[0])
     expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_be_enabled()
     expect(launch_backfill).to_have_count(0)
     for batch in batches[1:]:
-        page.get_by_text(batch, exact=True).filter(visible=True).last.click()
+        pick_partition(page, batch)
     title.click()  # closes the drop-down
     expect(dialog.get_by_text(f"{len(batches)} partitions", exact=True)).to_be_visible()
     expect(dialog.get_by_role("button", name="Launch 1 run", exact=True)).to_have_count(0)
