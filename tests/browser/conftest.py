@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 STARTUP_TIMEOUT_S = 120
+EXPECT_TIMEOUT_MS = 20_000
 PSEUDONYM_KEY = "browser-test-pseudonym-key"
 
 
@@ -173,8 +174,11 @@ def browser():  # noqa: ANN201 - playwright's types are imported lazily
             "Install it with `apt-get install -y chromium` (or point FRAUD_CHROMIUM at one).",
             pytrace=False,
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A page of the UI can take over 5 s (Playwright's default wait) to show its data while the
+    # daemon runs a batch on a busy 2-core machine: a CI run failed on that alone.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
