@@ -253,3 +253,84 @@ def terminal_windows(
                 risks[j, row] = (
                     <double>(fraud_sums[end] - fraud_sums[start]) / count if count > 0 else 0.0
                 )
+
+
+def terminal_fraud_runs(
+    const int64_t[::1] order,
+    const int64_t[::1] ids,
+    const int64_t[::1] seconds,
+    const int64_t[::1] fraud,
+    const double[::1] amount,
+    int64_t delay,
+    int64_t width,
+    double seconds_per_day,
+    double[::1] run_days,
+    double[::1] run_min_amount,
+    int64_t[::1] scratch,
+):
+    """The unbroken run of frauds ending the terminal's window (t - delay - width, t - delay]:
+    its age in days from its first row inside the window, and its smallest amount; 0 and 0 when
+    the window's last row is genuine or the window is empty.
+
+    One walk per terminal: the window's two ends only move forward; each row knows where its
+    run of frauds began and the smallest amount since then; a run cut by the window's start takes
+    the window's smallest amount, kept by a queue of increasing amounts (every row of such a
+    window is a fraud). `scratch` is 3 * rows int64 of working space.
+    """
+    cdef Py_ssize_t n = order.shape[0], block, block_end, i, start, end, s, head, tail, row, p
+    cdef Py_ssize_t* run_start
+    cdef Py_ssize_t* queue
+    cdef double* run_min
+    cdef int64_t entity, end_at, upto
+    if scratch.shape[0] < 3 * n:
+        raise ValueError("scratch needs 3 * rows")
+    if n == 0:
+        return
+    run_start = <Py_ssize_t*>&scratch[0]
+    queue = <Py_ssize_t*>&scratch[n]
+    run_min = <double*>&scratch[2 * n]
+    with nogil:
+        # Where each fraud's run began, and the run's smallest amount up to it.
+        for p in range(n):
+            if fraud[p] and p > 0 and fraud[p - 1] and ids[p - 1] == ids[p]:
+                run_start[p] = run_start[p - 1]
+                run_min[p] = amount[p] if amount[p] < run_min[p - 1] else run_min[p - 1]
+            else:
+                run_start[p] = p
+                run_min[p] = amount[p]
+        block = 0
+        while block < n:
+            entity = ids[block]
+            block_end = block
+            while block_end < n and ids[block_end] == entity:
+                block_end += 1
+            start = block
+            end = block
+            head = 0
+            tail = 0
+            for i in range(block, block_end):
+                end_at = seconds[i] - delay
+                upto = end_at - width
+                while end < block_end and seconds[end] <= end_at:
+                    while tail > head and amount[queue[tail - 1]] >= amount[end]:
+                        tail -= 1
+                    queue[tail] = end
+                    tail += 1
+                    end += 1
+                while start < end and seconds[start] <= upto:
+                    start += 1
+                while head < tail and queue[head] < start:
+                    head += 1
+                row = order[i]
+                if end > start and fraud[end - 1]:
+                    s = run_start[end - 1]
+                    if s >= start:
+                        run_min_amount[row] = run_min[end - 1]
+                    else:
+                        s = start
+                        run_min_amount[row] = amount[queue[head]]
+                    run_days[row] = <double>(seconds[i] - seconds[s]) / seconds_per_day
+                else:
+                    run_days[row] = 0.0
+                    run_min_amount[row] = 0.0
+            block = block_end

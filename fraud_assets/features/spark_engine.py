@@ -3,7 +3,7 @@
 The rows are hash-partitioned by customer and sorted by (time, id) inside each partition; each
 partition is then scanned once by the default engine's compiled scan (`windows.customer_windows`),
 every window in the same pass, inside `mapInArrow`. The same again by terminal, which also adds
-the terminal's fraud-run features (the default engine's `terminal_fraud_runs`), the calendar
+the terminal's fraud-run features (in the same compiled terminal scan), the calendar
 flags and the amount ratios. So there is no sort per window, and the arithmetic is
 the default engine's own (exact window sums: the same bits whatever rows share a partition).
 A partition must hold all rows of its entities, so partitions are sized to fit an executor
@@ -28,7 +28,6 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from fraud_assets.features.polars_engine import terminal_fraud_runs
 from fraud_assets.features.spec import (
     CALENDAR_FEATURES,
     CUSTOMER_FEATURES,
@@ -36,6 +35,7 @@ from fraud_assets.features.spec import (
     NIGHT_LAST_HOUR,
     RATIO_WINDOWS_DAYS,
     TERMINAL_FEATURES,
+    TERMINAL_RUN_FEATURES,
 )
 from fraud_assets.features.windows import customer_windows, terminal_windows
 from fraud_assets.spark.arrow import partition_frame
@@ -124,8 +124,8 @@ def _customer_pass(frame: pl.DataFrame) -> pl.DataFrame:
 def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:
     """Terminal windows and runs, then what `polars_engine.compute_features` adds row by row.
 
-    The partition holds every row of its terminals, so the default engine's run lengths
-    (`terminal_fraud_runs`, per terminal) are computed here as they are in process.
+    The partition holds every row of its terminals, so the default engine's fraud runs (per
+    terminal, in `terminal_windows`) are computed here as they are in process.
     """
     columns = terminal_windows(frame)
     return frame.with_columns(
@@ -137,7 +137,7 @@ def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:
             f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
             for w in RATIO_WINDOWS_DAYS
         },
-        **terminal_fraud_runs(frame),
+        **{name: columns[name] for name in TERMINAL_RUN_FEATURES},
     )
 
 

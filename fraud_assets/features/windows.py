@@ -14,8 +14,14 @@ import polars as pl
 from fraud_assets.features._window_scan import customer_windows as _customer_scan
 from fraud_assets.features._window_scan import customer_windows_exact as _customer_scan_exact
 from fraud_assets.features._window_scan import group_rows as _group_rows
+from fraud_assets.features._window_scan import terminal_fraud_runs as _terminal_run_scan
 from fraud_assets.features._window_scan import terminal_windows as _terminal_scan
-from fraud_assets.features.spec import LABEL_DELAY_DAYS, SECONDS_PER_DAY, WINDOWS_DAYS
+from fraud_assets.features.spec import (
+    LABEL_DELAY_DAYS,
+    RUN_WINDOW_DAYS,
+    SECONDS_PER_DAY,
+    WINDOWS_DAYS,
+)
 
 _WIDTHS = np.array([w * SECONDS_PER_DAY for w in WINDOWS_DAYS], dtype=np.int64)
 
@@ -83,14 +89,29 @@ def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
 
 
 def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
-    """terminal_nb_tx_{w}d and terminal_risk_{w}d over (t - d - w, t - d], d the label delay."""
+    """terminal_nb_tx_{w}d and terminal_risk_{w}d over (t - d - w, t - d], d the label delay,
+    and the terminal's fraud run in (t - d - R, t - d]: terminal_fraud_run_days and
+    terminal_fraud_run_min_amount. One grouping by terminal serves both scans."""
     fraud = frame["tx_fraud"].to_numpy().astype(np.int64, copy=False)
     order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", fraud)
-    counts, risks = _outputs(len(order))
-    scratch = np.empty(len(order) + 1, dtype=np.int64)
+    n = len(order)
+    counts, risks = _outputs(n)
     delay = LABEL_DELAY_DAYS * SECONDS_PER_DAY
-    _terminal_scan(order, ids, seconds, fraud, delay, _WIDTHS, counts, risks, scratch)
-    return _named(counts, "terminal_nb_tx_{}d", risks, "terminal_risk_{}d")
+    _terminal_scan(
+        order, ids, seconds, fraud, delay, _WIDTHS, counts, risks, np.empty(n + 1, dtype=np.int64)
+    )
+    amount = frame["tx_amount"].to_numpy().astype(np.float64, copy=False)[order]
+    run_days, run_min_amount = np.empty(n), np.empty(n)
+    width = RUN_WINDOW_DAYS * SECONDS_PER_DAY
+    scratch = np.empty(3 * n, dtype=np.int64)
+    _terminal_run_scan(
+        order, ids, seconds, fraud, amount, delay, width, float(SECONDS_PER_DAY),
+        run_days, run_min_amount, scratch,
+    )  # fmt: skip
+    return _named(counts, "terminal_nb_tx_{}d", risks, "terminal_risk_{}d") | {
+        "terminal_fraud_run_days": run_days,
+        "terminal_fraud_run_min_amount": run_min_amount,
+    }
 
 
 def _outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
