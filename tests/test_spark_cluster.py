@@ -268,6 +268,7 @@ def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
     spark, hand_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fraud_assets.batch import spark_clean as spark_engine
+    from fraud_assets.batch import spark_ranges
 
     lake_path = tmp_path / "lake"
     source = find_batches([str(hand_landing)])
@@ -286,6 +287,7 @@ def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
         raise OSError("disk full")
 
     monkeypatch.setattr(spark_engine, "adopt_all", adopt_then_fail)
+    monkeypatch.setattr(spark_ranges, "adopt_all", adopt_then_fail)
     with pytest.raises(OSError, match="disk full"):
         ingest_range(first, {Step.CLEAN}, source, lake, Pseudonymizer(KEY), config)
     assert lake.commit_of("clean", first[0]) == commit

@@ -150,6 +150,25 @@ def clean_batch_spark(
     name = name or raw_url
     check_header(header, name, empty_file=header == b"")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    from fraud_assets.batch.spark_ranges import clean_by_ranges
+
+    cores = _partitions(spark, 0)
+    done = clean_by_ranges(spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores)
+    if done is not None:
+        return done
+    return _clean_by_rows(spark, lake, raw_url, batch_id, pseudonymizer, config, name)
+
+
+def _clean_by_rows(
+    spark: SparkSession,
+    lake: Lake,
+    raw_url: str,
+    batch_id: str,
+    pseudonymizer: Pseudonymizer,
+    config: CleaningConfig,
+    name: str,
+) -> SparkCleanResult:
+    """The general plan: Spark's text source, rows shuffled by id for the duplicates."""
     text = spark.read.option("lineSep", "\n").text(raw_url)
     located = text.select(
         F.input_file_block_start().alias("block"),
@@ -242,11 +261,13 @@ def _finish(
 
 def _partitions(spark: SparkSession, rows: int) -> int:
     """Tasks that judge duplicates and write the clean rows: files of at most ROWS_PER_FILE
-    rows, and every core busy once there are ROWS_PER_TASK rows for each."""
+    rows, and every core busy once there are ROWS_PER_TASK rows for each (rows=0: the cores)."""
     try:
         cores = int(spark.sparkContext.defaultParallelism)
     except Exception:  # noqa: BLE001 - Spark Connect: no context
         cores = 2
+    if rows == 0:
+        return cores
     return max(1, -(-rows // ROWS_PER_FILE), min(cores, rows // ROWS_PER_TASK))
 
 
