@@ -132,20 +132,23 @@ class _Task:
     batch_id: str
     config: CleaningConfig  # without `committed` (a function of the driver's lake state)
     key: bytes
-    committed: tuple[str, ...] = ()  # other batches whose ids may collide (their ids are read)
     lake: Lake | None = None
+    others: dict | None = None  # other batches' clean commits (their recorded id ranges)
 
 
 def _parse(task: _Task, k: int, first_line: int, lake_lookup: bool):  # noqa: ANN202
+    """Range k parsed and judged, lines numbered from `first_line`; with `lake_lookup`, ids
+    other batches committed are `duplicate_id` (their ids read only where their recorded range
+    meets this range's: `CommittedIds`, as the default engine does)."""
     from fraud_assets.cleaning.parsing import ParsedBatch
 
     data = read_range(task.raw, k)
     config = task.config
-    if lake_lookup and task.committed and task.lake is not None:
+    if lake_lookup and task.others:
         from fraud_assets.batch.committed import CommittedIds
 
-        commits = {b: c for b, c in task.lake.commits(CLEAN).items() if b in task.committed}
-        config = _with_committed(config, CommittedIds(task.lake, commits).of_others(task.batch_id))
+        lookup = CommittedIds(task.lake, task.others).of_others(task.batch_id)
+        config = _with_committed(config, lookup)
     rules = config.rules()
     if not data:
         return ParsedBatch(pl.DataFrame(), pl.DataFrame(), 0), 0
@@ -185,18 +188,21 @@ def _task_number(batches: Iterator[pa.RecordBatch]) -> int:
 
 
 def _scan(task: _Task):  # noqa: ANN202 - the first job's mapInArrow function
+    """Range k's lines; when the origin must be inferred, also the origin days of its distinct
+    rows (then the range is parsed; otherwise only its line ends are counted)."""
+
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         k = _task_number(batches)
         if k < 0:
             return
-        parsed, lines = _parse(task, k, FIRST_DATA_LINE, lake_lookup=False)
+        if task.config.origin_date is not None:
+            yield from _emit({"k": k, "lines": _count(read_range(task.raw, k))})
+            return
+        parsed, lines = _parse(task, k, FIRST_DATA_LINE, lake_lookup=True)
         valid = parsed.valid
-        payload: dict = {"k": k, "lines": lines, "rows": valid.height}
+        payload: dict = {"k": k, "lines": lines}
         if valid.height:
-            ids = valid["transaction_id"]
-            unique, _ = first_occurrences(valid)
-            payload |= {"low": int(ids.min()), "high": int(ids.max())}
-            payload["days"] = _origin_days(unique) if task.config.origin_date is None else {}
+            payload["days"] = _origin_days(first_occurrences(valid)[0])
         yield from _emit(payload)
 
     return scan
@@ -222,6 +228,8 @@ def _writer(task: _Task, first_lines: list[int], origin: dt.date, folder: str): 
         payload: dict = {"k": k, "lines": lines, "files": [], "rows": 0, "quarantined": 0}
         name = f"part-{k:05d}-{attempt}.parquet"
         if parsed.valid.height:
+            ids = parsed.valid["transaction_id"]
+            payload["span"] = [int(ids.min()), int(ids.max())]
             unique, in_order = first_occurrences(parsed.valid)
             clean, repaired = finish_rows(
                 unique, in_order, task.batch_id, Pseudonymizer(task.key), origin
@@ -293,46 +301,35 @@ def clean_by_ranges(
     if lake.quarantine_key is not None:
         return None
     raw = raw_file(raw_url, header, parallelism)
-    task = _Task(raw, batch_id, config, pseudonymizer._key, lake=lake)  # noqa: SLF001
+    others = {b: c for b, c in lake.commits(CLEAN).items() if b != batch_id}
+    task = _Task(raw, batch_id, config, pseudonymizer._key, lake, others)  # noqa: SLF001
     scans = _run(spark, raw.ranges, _scan(task))
-    spans = [(s["low"], s["high"]) for s in scans if s["rows"]]
-    if any(a[1] >= b[0] for a, b in zip(spans, spans[1:], strict=False)):
-        return None  # an id could repeat across ranges, or the ranges are not in id order
-    colliding = _colliding(lake, batch_id, spans)
-    if colliding is None or (colliding and config.origin_date is None):
-        return None
     origin = config.origin_date or _mode_day(scans)
     first_lines, before = [], FIRST_DATA_LINE
     for s in scans:
         first_lines.append(before)
         before += s["lines"]
     raw_rows = before - FIRST_DATA_LINE
-    task = _Task(raw, batch_id, config, task.key, tuple(colliding), lake)
     sweep(lake, CLEAN, batch_id)
-    with lake.commit(CLEAN, batch_id) as commit:
-        folder = staging_folder(lake, commit)
-        done = _run(spark, raw.ranges, _writer(task, first_lines, origin, folder))
-        result = _commit(commit, done, batch_id, raw_rows, origin, config)
-    sweep(lake, CLEAN, batch_id)
+    try:
+        with lake.commit(CLEAN, batch_id) as commit:
+            folder = staging_folder(lake, commit)
+            done = _run(spark, raw.ranges, _writer(task, first_lines, origin, folder))
+            spans = [d["span"] for d in done if "span" in d]
+            if any(a[1] >= b[0] for a, b in zip(spans, spans[1:], strict=False)):
+                # An id could repeat across ranges, or the ranges are not in id order: the
+                # staged files are not committed (the commit is discarded).
+                raise _NotApart
+            result = _commit(commit, done, batch_id, raw_rows, origin, config)
+    except _NotApart:
+        return None
+    finally:
+        sweep(lake, CLEAN, batch_id)
     return SparkCleanResult(**result)
 
 
-def _colliding(lake: Lake, batch_id: str, spans: list[tuple[int, int]]) -> list[str] | None:
-    """Other batches whose committed id range meets this batch's ids ([] for none); None when
-    some commit does not record its range."""
-    if not spans:
-        return []
-    low, high = spans[0][0], spans[-1][1]
-    out = []
-    for other, commit in lake.commits(CLEAN).items():
-        if other == batch_id:
-            continue
-        span = commit.meta.get(ID_RANGE)
-        if span is None:
-            return None
-        if span and span[0] <= high and span[1] >= low:
-            out.append(other)
-    return out
+class _NotApart(Exception):
+    """The ranges' ids overlap: the batch needs the row-shuffling plan."""
 
 
 def _mode_day(scans: list[dict]) -> dt.date:
