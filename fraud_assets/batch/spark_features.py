@@ -196,6 +196,27 @@ def time_slices(
     return [(first + dt.timedelta(days=a), first + dt.timedelta(days=b)) for a, b in chosen]
 
 
+def slice_features(
+    lake: Lake, entries, labels, ready, a: dt.date, b: dt.date
+) -> pl.DataFrame | None:  # noqa: ANN001 - FileEntry sequences, batch ids
+    """The features of the rows of `ready` batches dated a..b, in (time, id) order: the
+    committed clean files (`entries`) dated a - LOOKBACK_DAYS..b, the label files (`labels`, of
+    the whole range, as the default engine reads them) applied, through the default engine.
+    None when the slice has no rows at all."""
+    from fraud_assets.features.polars_engine import compute_features
+    from fraud_assets.online_state.publish import apply_labels
+
+    since = a - dt.timedelta(days=LOOKBACK_DAYS)
+    history = lake.read_files([e for e in entries if since <= e.day <= b])
+    if history.height == 0:
+        return None
+    history = apply_labels(history, lake.read_files(list(labels)) if labels else None)
+    features = compute_features(history)
+    del history
+    day = pl.col("tx_datetime").dt.date()
+    return features.filter(pl.col("batch_id").is_in(list(ready)) & day.is_between(a, b))
+
+
 @dataclass(frozen=True)
 class _SliceTask:
     lake: Lake
@@ -215,47 +236,34 @@ def _slice_features(task: _SliceTask):  # noqa: ANN202 - the mapInArrow function
     def run(batches):  # noqa: ANN001, ANN202
         from pyspark import TaskContext
 
-        from fraud_assets.features.polars_engine import compute_features
-        from fraud_assets.online_state.publish import apply_labels
-
         ks = [int(v) for b in batches for v in b.column(0).to_pylist()]
         if not ks:
             return
         k = ks[0]
         attempt = TaskContext.get().attemptNumber()
         a, b = task.slices[k]
-        since = a - dt.timedelta(days=LOOKBACK_DAYS)
         lake = task.lake
-        history = lake.read_files([e for e in task.entries if since <= e.day <= b])
         payload: dict = {"k": k, "files": [], "counts": {}, "failures": []}
-        if history.height:
-            labels = lake.read_files(list(task.labels)) if task.labels else None
-            history = apply_labels(history, labels)
-            features = compute_features(history)
-            del history
-            day = pl.col("tx_datetime").dt.date()
-            mine = features.filter(
-                pl.col("batch_id").is_in(list(task.ready)) & day.is_between(a, b)
+        mine = slice_features(lake, task.entries, task.labels, task.ready, a, b)
+        day = pl.col("tx_datetime").dt.date()
+        if mine is not None and mine.height:
+            payload["failures"] = failure_rows(TransactionFeatures, mine, "batch_id")
+            payload["counts"] = {
+                batch: (n, int(f or 0))
+                for batch, n, f in mine.group_by("batch_id")
+                .agg(pl.len(), pl.col("tx_fraud").cast(pl.Int64).sum())
+                .iter_rows()
+            }
+            parts = mine.with_columns(_d=day).partition_by(
+                "batch_id", "_d", as_dict=True, maintain_order=True
             )
-            del features
-            if mine.height:
-                payload["failures"] = failure_rows(TransactionFeatures, mine, "batch_id")
-                payload["counts"] = {
-                    batch: (n, int(f or 0))
-                    for batch, n, f in mine.group_by("batch_id")
-                    .agg(pl.len(), pl.col("tx_fraud").cast(pl.Int64).sum())
-                    .iter_rows()
-                }
-                parts = mine.with_columns(_d=day).partition_by(
-                    "batch_id", "_d", as_dict=True, maintain_order=True
+            for (batch, d), part in parts.items():
+                path = (
+                    f"{task.folder}/{BATCH_FOLDER}={batch}/tx_date={d.isoformat()}/"
+                    f"part-{k:05d}-{attempt}.parquet"
                 )
-                for (batch, d), part in parts.items():
-                    path = (
-                        f"{task.folder}/{BATCH_FOLDER}={batch}/tx_date={d.isoformat()}/"
-                        f"part-{k:05d}-{attempt}.parquet"
-                    )
-                    lake._write_parquet(path, part.drop("_d"))  # noqa: SLF001 - the lake's writer
-                    payload["files"].append([batch, d.isoformat(), path, part.height])
+                lake._write_parquet(path, part.drop("_d"))  # noqa: SLF001 - the lake's writer
+                payload["files"].append([batch, d.isoformat(), path, part.height])
         yield pa.RecordBatch.from_pylist(
             [{"payload": json.dumps(payload)}], schema=pa.schema([("payload", pa.string())])
         )
