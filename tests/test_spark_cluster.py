@@ -244,6 +244,10 @@ def test_many_dates_ties_and_every_defect_class_match_the_default_engine(
         )
         assert a.features.schema == b.features.schema == []
     month, _, last = on_spark
+    # Cleaned by byte ranges (batch/spark_ranges.py), which records each commit's id range.
+    spark_lake = lake_at(tmp_path / "spark")
+    for outcome in on_spark:
+        assert spark_lake.commit_of("clean", outcome.batch_id).meta.get("transaction_id_range")
     assert month.clean.period == "2024-03-01..2024-03-20"
     assert len(lake_at(tmp_path / "spark").dates("clean")) >= 20
     # Every defect class reached the comparison.
@@ -262,6 +266,37 @@ def test_many_dates_ties_and_every_defect_class_match_the_default_engine(
     )
     assert ties["customer_nb_tx_1d"].to_list() == [1, 2, 3]  # the id breaks ties in a second
     assert ties["customer_avg_amount_1d"].to_list() == [10.0, 15.0, 20.0]
+
+
+def test_a_batch_whose_ids_are_out_of_order_across_ranges_is_cleaned_by_the_row_plan(
+    spark, tmp_path: Path
+) -> None:
+    """Days in reverse order and a copy of the first line at the end: the byte ranges' ids
+    overlap, so the ranges cannot be cleaned apart; the result is still the default engine's."""
+    days = tmp_path / "days"
+    write_days(days, days=3, dirty=0.04, seed=11)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(days / "terminals.csv", landing / "terminals.csv")
+    bodies = [_body(p) for p in sorted(days.glob("*.txt"))]
+    batch = landing / sorted(days.glob("*.txt"))[-1].name
+    first_line = bodies[0].split(b"\n", 1)[0]
+    batch.write_bytes(HEADER_LINE + b"".join(reversed(bodies)) + first_line + b"\n")
+    _marker(batch, "2024-03-01")
+    default = _ingest(landing, tmp_path / "default", RangeConfig())
+    on_spark = _ingest(landing, tmp_path / "spark", RangeConfig(engine="spark", spark=spark))
+
+    assert [o.ok for o in default] == [o.ok for o in on_spark] == [True]
+    assert_same_lake(lake_at(tmp_path / "default"), lake_at(tmp_path / "spark"))
+    no_stray_files(tmp_path / "spark", lake_at(tmp_path / "spark"))
+    (a,), (b,) = default, on_spark
+    assert (a.clean.raw_rows, a.clean.clean_rows, a.clean.duplicates) == (
+        b.clean.raw_rows, b.clean.clean_rows, b.clean.duplicates,
+    )  # fmt: skip
+    assert b.clean.duplicates >= 1
+    assert a.clean.by_reason == b.clean.by_reason
+    commit = lake_at(tmp_path / "spark").commit_of("clean", b.batch_id)
+    assert "transaction_id_range" not in commit.meta  # the row plan made it
 
 
 def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
