@@ -1,5 +1,11 @@
 """Clean one raw batch on Spark, with the default engine's outcome row for row (`engine.py`).
 
+First by byte ranges (`spark_ranges.py`): each task reads its range of the raw file from the
+landing zone and runs the default engine's parser, rules, de-duplication, time repair and
+pseudonyms on it, then writes its clean rows and quarantine; no row is shuffled. When the ranges
+cannot be cleaned apart (their ids overlap: an id may repeat across ranges, or the file is not
+in id order; or the restricted zone is encrypted), the row plan below does it:
+
 Executors read the raw file from the landing zone (Spark's text source, in blocks) and parse
 each block with the default engine's general parser (`parsing.parse_text_lines`) and row rules
 (`rules.RowRules`) inside `mapInArrow`: every defect class gets the same verdict and reason,

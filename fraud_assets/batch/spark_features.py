@@ -1,9 +1,13 @@
 """Features of several batches on Spark, written by the executors and committed batch by batch.
 
-Executors read the committed clean files of the batches' joint look-back history (and the
-scoring service's labels), compute the features (`spark_engine`) and write each batch's rows by
-date into a staging folder; the driver then commits each batch's files (lake/spark_staging.py)
-and gets per batch a row count, the fraud share and the schema check's failures.
+The batches' dates are cut into time slices, one task each (`time_slices`). A task reads the
+committed clean files of its dates and of the look-back days before them (and the scoring
+service's labels), runs the default engine on them (`slice_features`:
+`polars_engine.compute_features`, the same code and bits as in process) and writes its dates'
+rows of each batch into a staging folder with the lake's writer; no row is shuffled. The driver
+then commits each batch's files (lake/spark_staging.py) and gets per batch a row count, the fraud
+share and the schema check's failures, from the tasks' small reports.
+docs/decisions/spark-byte-ranges-and-time-slices.md.
 """
 
 from __future__ import annotations
@@ -16,29 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
-from fraud_assets.batch.spark_checks import (
-    PartitionFailures,
-    failure_rows,
-    spark_failures_by,
-    summarise,
-)
-from fraud_assets.features.spark_engine import compute_features_spark, read_committed
+from fraud_assets.batch.spark_checks import failure_rows, summarise
 from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.lake import CLEAN, FEATURES, BatchCoverage, Lake, MissingHistoryError
-from fraud_assets.lake.spark_staging import (
-    STAGING,
-    StagedFile,
-    adopt_all,
-    spark_url,
-    write_staged_by,
-)
+from fraud_assets.lake.spark_staging import STAGING, StagedFile, adopt_all
 from fraud_assets.lake.store import LABELS
 
-ROWS_PER_SCAN = 1_000_000  # rows of history per partition of the window scans
-ROWS_PER_WRITE = 1_000_000  # feature rows per writing task (all of a date's rows in one task)
 BATCH_FOLDER = "_batch"
 ENGINE = "spark"
 
@@ -50,32 +39,6 @@ class SparkFeatures:
     rows: int
     fraud_share: float
     schema: list[str] = field(default_factory=list)
-
-
-def history_urls(lake: Lake, first: dt.date, last: dt.date) -> list[str]:
-    return lake.urls(CLEAN, first, last, for_spark=True)
-
-
-def with_labels(spark: SparkSession, lake: Lake, rows: DataFrame, first, last) -> DataFrame:  # noqa: ANN001
-    """`tx_fraud` replaced by the scoring service's newest label where one exists (as
-    `online_state.publish.apply_labels`)."""
-    urls = lake.urls(LABELS, first, last, for_spark=True) if LABELS else []
-    if not urls:
-        return rows
-    labels = read_committed(spark, urls)
-    newest = Window.partitionBy("transaction_id").orderBy(F.col("labelled_at").desc())
-    latest = (
-        labels.withColumn("_n", F.row_number().over(newest))
-        .where(F.col("_n") == 1)
-        .select("transaction_id", F.col("fraud").alias("_label"))
-    )
-    kind = rows.schema["tx_fraud"].dataType
-    return (
-        rows.join(latest, on="transaction_id", how="left")
-        .withColumn("tx_fraud", F.coalesce(F.col("_label").cast(kind), F.col("tx_fraud")))
-        .drop("_label")
-        .select(*rows.columns)
-    )
 
 
 def features_into_lake_spark(
@@ -271,113 +234,11 @@ def _slice_features(task: _SliceTask):  # noqa: ANN202 - the mapInArrow function
     return run
 
 
-def features_into_lake_spark_rows(
-    spark: SparkSession,
-    lake: Lake,
-    ready: list[str],
-    known: dict[str, BatchCoverage],
-) -> dict[str, SparkFeatures | MissingHistoryError]:
-    """The earlier plan, kept for comparison (benchmarks): rows shuffled by customer, by
-    terminal, then by date, the window scans in `mapInArrow` (features/spark_engine.py)."""
-    first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
-        days=LOOKBACK_DAYS
-    )
-    last = max(dt.date.fromisoformat(known[b].last_date) for b in ready) + dt.timedelta(days=1)
-    urls = history_urls(lake, first, last)
-    out: dict[str, SparkFeatures | MissingHistoryError] = {}
-    if not urls:
-        for batch_id in ready:
-            _commit_empty(lake, batch_id)
-            out[batch_id] = SparkFeatures(0, 0.0)
-        return out
-    history = with_labels(spark, lake, read_committed(spark, urls), first, last)
-    history_rows = sum(
-        c.rows
-        for c in known.values()
-        if c.first_date <= last.isoformat() and c.last_date >= first.isoformat()
-    )
-    reports = _accumulator(spark)
-    features = compute_features_spark(
-        history,
-        max(1, -(-history_rows // ROWS_PER_SCAN)),
-        _reporter(reports, ready) if reports is not None else None,
-    ).where(F.col("batch_id").isin(ready))
-    # Every row of a (batch, date) goes to one task, which writes them in (time, id) order: the
-    # files of a date, in task order, hold the default engine's row order; no range sampling
-    # (which would compute the features twice). A task writes several dates: few, full tasks.
-    days = sum(
-        (
-            dt.date.fromisoformat(known[b].last_date) - dt.date.fromisoformat(known[b].first_date)
-        ).days
-        + 2
-        for b in ready
-    )
-    rows = sum(known[b].rows for b in ready)
-    tasks = min(days, max(_parallelism(spark), -(-rows // ROWS_PER_WRITE)))
-    for leftover in lake.fs.glob(lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-*")):
-        lake.fs.rm(leftover, recursive=True)  # of a crashed run: never read, never committed
-    folder = lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-{secrets.token_hex(4)}")
-    dated = features.withColumns(
-        {BATCH_FOLDER: F.col("batch_id"), "tx_date": F.to_date("tx_datetime")}
-    ).repartition(tasks, BATCH_FOLDER, "tx_date")
-    try:
-        files = write_staged_by(
-            dated, lake, folder, [BATCH_FOLDER, "tx_date"], ["tx_time_seconds", "transaction_id"]
-        )
-        if reports is not None:
-            summary = _summary(reports.value)
-        else:  # no accumulators (Spark Connect): the staged rows are read again
-            summary = _read_summary(spark, lake, [f.path for f in files])
-        for batch_id in ready:
-            mine = [f for f in files if f.values.get(BATCH_FOLDER) == batch_id]
-            made, fraud, failures = summary.get(batch_id, (0, 0.0, []))
-            with lake.commit(FEATURES, batch_id) as commit:
-                written = adopt_all(commit, FEATURES, mine, by_date=True)
-                if made != written:  # a bug: the commit is not published
-                    raise AssertionError(f"{batch_id}: {written} feature rows staged, not {made}")
-            out[batch_id] = SparkFeatures(written, fraud, failures)
-    finally:
-        lake.fs.invalidate_cache(lake.root)
-        if lake.fs.exists(folder):
-            lake.fs.rm(folder, recursive=True)
-    return out
-
-
 def _parallelism(spark: SparkSession) -> int:
     try:
         return int(spark.sparkContext.defaultParallelism)
     except Exception:  # noqa: BLE001 - Spark Connect: no context
         return int(spark.conf.get("spark.sql.shuffle.partitions") or 2)
-
-
-def _accumulator(spark: SparkSession):  # noqa: ANN202 - an Accumulator, None on Spark Connect
-    try:
-        return spark.sparkContext.accumulator({}, PartitionFailures())
-    except Exception:  # noqa: BLE001 - Spark Connect has no accumulators
-        return None
-
-
-def _reporter(reports, ready: list[str]):  # noqa: ANN001, ANN202 - the executors' inspect function
-    """What each task of the last feature pass reports about the rows it made for `ready`
-    batches: per batch, rows, frauds and the schema check's failure rows."""
-    from fraud_assets.batch.schemas import TransactionFeatures
-
-    wanted = list(ready)
-
-    def report(frame: pl.DataFrame) -> None:
-        from pyspark import TaskContext
-
-        mine = frame.filter(pl.col("batch_id").is_in(wanted))
-        counts = {
-            b: (n, int(f or 0))
-            for b, n, f in mine.group_by("batch_id")
-            .agg(pl.len(), pl.col("tx_fraud").cast(pl.Int64).sum())
-            .iter_rows()
-        }
-        failures = failure_rows(TransactionFeatures, mine, "batch_id") if mine.height else []
-        reports.add({TaskContext.get().partitionId(): (counts, failures)})
-
-    return report
 
 
 def _summary(reports: dict) -> dict[str, tuple[int, float, list[str]]]:
@@ -392,22 +253,6 @@ def _summary(reports: dict) -> dict[str, tuple[int, float, list[str]]]:
         failures += found
     by_batch = summarise(failures)
     return {b: (n, frauds[b] / n if n else 0.0, by_batch.get(b, [])) for b, n in rows.items()}
-
-
-def _read_summary(spark: SparkSession, lake: Lake, paths: list[str]) -> dict:
-    from fraud_assets.batch.schemas import TransactionFeatures
-
-    if not paths:
-        return {}
-    staged = spark.read.parquet(*(spark_url(lake, p) for p in paths))
-    staged = staged.drop(*(c for c in (BATCH_FOLDER, "tx_date") if c in staged.columns))
-    failures = spark_failures_by(TransactionFeatures, staged, "batch_id")
-    return {
-        r["batch_id"]: (r["n"], float(r["share"] or 0.0), failures.get(r["batch_id"], []))
-        for r in staged.groupBy("batch_id")
-        .agg(F.count("*").alias("n"), F.avg(F.col("tx_fraud").cast("double")).alias("share"))
-        .collect()
-    }
 
 
 def _commit_empty(lake: Lake, batch_id: str) -> None:

@@ -1,29 +1,29 @@
 """Clean one raw batch on Spark by byte ranges: Spark schedules, each task runs the default engine.
 
-The raw file is cut into byte ranges (`RAW_RANGE_BYTES`, at least one per core); a line belongs to
-the range its first byte is in. Two jobs, one task per range, each reading its range straight
-from the landing zone (a local file, or `s3://`/`hdfs://` through fsspec):
+The raw file is cut into byte ranges (`RAW_RANGE_BYTES`, a multiple of the cores); a line belongs
+to the range its first byte is in. Two jobs, one task per range, each task reading its range
+straight from the landing zone (a local file, or `s3://`/`hdfs://` through fsspec):
 
-1. *scan*: parse and judge the range's lines with the default engine's parser and rules
-   (`parsing.parse_range`, the compiled fast path included); return its line count, its good
-   rows' id span and whether their ids strictly increase, and the origin days of its distinct
-   rows. No row leaves the task.
-2. *write*: parse the range again, now numbering its lines from the lines of the earlier ranges
-   (the first job's counts), keep the first occurrence of each id (`engine.first_occurrences`),
-   repair the times and pseudonymise (`engine.finish_rows`), and write the range's clean rows by
-   date and its quarantine into the commit's staging folder with the lake's writer; the schema
-   checks run on the rows written. The task returns the files written, its counters and checks.
+1. *count*: the range's lines (line ends counted, no parsing). When the origin of the time
+   counters must be inferred, the range is parsed and judged too, and the task also returns the
+   origin days of its distinct rows (the driver takes their mode, as `engine._infer_origin`).
+2. *clean*: parse and judge the range with the default engine's parser and rules
+   (`parsing.parse_range`: the compiled fast path, the general parser, `rules.RowRules`, the
+   other batches' committed ids through `CommittedIds`, which reads only the batches whose
+   recorded id range meets the range's ids), its lines numbered from the lines of the earlier
+   ranges (the first job's counts); keep the first occurrence of each id
+   (`engine.first_occurrences`), repair the times and pseudonymise (`engine.finish_rows`), and
+   write the range's clean rows by date and its quarantine into the commit's staging folder with
+   the lake's writer. The schema checks run on the rows written. The task returns the files
+   written, its counters, its checks and its good rows' id span: no row reaches the driver.
 
-Parsing twice is cheaper than keeping the parsed rows: the fast parser reads ≈ 10 M lines a
-second on one core, while persisting through Spark moves every row through the JVM.
-
-The ranges can only be cleaned independently when no id repeats across ranges and the ranges
-hold ascending ids (an export in id order: then the files of a date, in range order, hold the
-default engine's id order), and when no other batch's committed ids can collide with this
-batch's ids while the origin must be inferred. `clean_by_ranges` returns None otherwise and the
-caller cleans with the row-shuffling plan (batch/spark_clean.py). Commits written here record
-their id range (`ID_RANGE`) as the default engine's do, so later batches can tell without
-reading any id that they cannot collide.
+Cleaning the ranges apart gives the default engine's tables when no id repeats across ranges
+and the ranges hold ascending ids (an export in id order: then the files of a date, in range
+order, hold the default engine's id order). The driver checks the spans before it commits; when
+they overlap, the staged files are discarded and `clean_by_ranges` returns None: the caller
+cleans with the row plan (batch/spark_clean.py). Commits made here record their id range
+(`ID_RANGE`) as the default engine's do, so a later batch knows without reading any id whether
+it can collide. docs/decisions/spark-byte-ranges-and-time-slices.md.
 """
 
 from __future__ import annotations
