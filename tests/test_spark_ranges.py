@@ -99,6 +99,8 @@ def test_time_slices_cover_the_dates_once_in_order(rows: list[int], cores: int) 
     for (_, b), (c, _) in zip(slices, slices[1:], strict=False):
         assert c == b + dt.timedelta(days=1)
     assert all(a <= b for a, b in slices)
+    days = (last - first).days + 1
+    assert len(slices) <= max(cores, days // LOOKBACK_DAYS)  # the look-back at most doubles
 
 
 @pytest.fixture(scope="module")
