@@ -95,7 +95,7 @@ def main() -> None:
     from fraud_assets.lake import Lake
     from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
-    from fraud_assets.spark.session import start_spark
+    from fraud_assets.spark.session import start_spark, warm_up
 
     source = build_batch(args.size)
     work = Path(tempfile.mkdtemp(prefix="profile-spark-"))
@@ -113,6 +113,8 @@ def main() -> None:
         config = CleaningConfig(origin_date=dt.date(2018, 4, 1))
         with open(source, "rb") as f:
             header = first_line(f)
+        warmup = warm_up(spark)  # job 0: the executors' Python workers started, engines imported
+        print(f"warm-up {warmup:.1f} s")
         started = time.perf_counter()
         result = clean_batch_spark(
             spark,

@@ -244,6 +244,15 @@ def test_many_dates_ties_and_every_defect_class_match_the_default_engine(
         )
         assert a.features.schema == b.features.schema == []
     month, _, last = on_spark
+    # The first two were cleaned by byte ranges (batch/spark_ranges.py), which record their id
+    # range; the last one's re-sent ids that the month did not commit (their lines were
+    # quarantined there) are valid rows far below its other ids: not in id order, so its ranges
+    # were discarded and the row plan cleaned it (no id range recorded).
+    spark_lake = lake_at(tmp_path / "spark")
+    ranges = [
+        spark_lake.commit_of("clean", o.batch_id).meta.get("transaction_id_range") for o in on_spark
+    ]
+    assert ranges[0] and ranges[1] and ranges[2] is None
     assert month.clean.period == "2024-03-01..2024-03-20"
     assert len(lake_at(tmp_path / "spark").dates("clean")) >= 20
     # Every defect class reached the comparison.
@@ -264,10 +273,52 @@ def test_many_dates_ties_and_every_defect_class_match_the_default_engine(
     assert ties["customer_avg_amount_1d"].to_list() == [10.0, 15.0, 20.0]
 
 
+def test_a_batch_whose_ids_are_out_of_order_across_ranges_is_cleaned_by_the_row_plan(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Days in reverse order and a copy of the first line at the end: the byte ranges' ids
+    overlap, so the ranges cannot be cleaned apart; the result is still the default engine's."""
+    days = tmp_path / "days"
+    write_days(days, days=3, dirty=0.04, seed=11)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(days / "terminals.csv", landing / "terminals.csv")
+    bodies = [_body(p) for p in sorted(days.glob("*.txt"))]
+    batch = landing / sorted(days.glob("*.txt"))[0].name  # named after its first day
+    first_line = bodies[0].split(b"\n", 1)[0]
+    batch.write_bytes(HEADER_LINE + b"".join(reversed(bodies)) + first_line + b"\n")
+    _marker(batch, "2024-03-01", "2024-03-01", "2024-03-03")  # three days, one batch
+    from fraud_assets.batch import spark_ranges
+
+    tried, by_ranges = [], spark_ranges.clean_by_ranges
+
+    def recorded(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        tried.append((args[-1], by_ranges(*args, **kwargs)))  # (cores, result)
+        return tried[-1][1]
+
+    monkeypatch.setattr(spark_ranges, "clean_by_ranges", recorded)
+    default = _ingest(landing, tmp_path / "default", RangeConfig())
+    on_spark = _ingest(landing, tmp_path / "spark", RangeConfig(engine="spark", spark=spark))
+    assert len(tried) == 1 and tried[0][0] >= 2 and tried[0][1] is None, tried
+
+    assert [o.ok for o in default] == [o.ok for o in on_spark] == [True]
+    assert_same_lake(lake_at(tmp_path / "default"), lake_at(tmp_path / "spark"))
+    no_stray_files(tmp_path / "spark", lake_at(tmp_path / "spark"))
+    (a,), (b,) = default, on_spark
+    assert (a.clean.raw_rows, a.clean.clean_rows, a.clean.duplicates) == (
+        b.clean.raw_rows, b.clean.clean_rows, b.clean.duplicates,
+    )  # fmt: skip
+    assert b.clean.duplicates >= 1
+    assert a.clean.by_reason == b.clean.by_reason
+    commit = lake_at(tmp_path / "spark").commit_of("clean", b.batch_id)
+    assert "transaction_id_range" not in commit.meta  # the row plan made it
+
+
 def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
     spark, hand_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fraud_assets.batch import spark_clean as spark_engine
+    from fraud_assets.batch import spark_ranges
 
     lake_path = tmp_path / "lake"
     source = find_batches([str(hand_landing)])
@@ -286,6 +337,7 @@ def test_a_failed_spark_commit_leaves_the_committed_batch_intact(
         raise OSError("disk full")
 
     monkeypatch.setattr(spark_engine, "adopt_all", adopt_then_fail)
+    monkeypatch.setattr(spark_ranges, "adopt_all", adopt_then_fail)
     with pytest.raises(OSError, match="disk full"):
         ingest_range(first, {Step.CLEAN}, source, lake, Pseudonymizer(KEY), config)
     assert lake.commit_of("clean", first[0]) == commit

@@ -7,8 +7,9 @@ already made unique (features).
 
 Two ways to run them: `spark_failures_by` reads a table (e.g. staged files) in a job of its own;
 `PartitionFailures` collects the same per-partition lines from inside a pass that already holds
-the rows (the feature engine's last pass), through an accumulator, so the rows are not read
-again. Both are summed by `summarise`.
+the rows (the row plan's clean write), through an accumulator, so the rows are not read again.
+The byte-range and time-slice tasks return `failure_rows` with their results instead. All are
+summed by `summarise`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Clean one raw batch on Spark, with the default engine's outcome row for row (`engine.py`).
 
+First by byte ranges (`spark_ranges.py`): each task reads its range of the raw file from the
+landing zone and runs the default engine's parser, rules, de-duplication, time repair and
+pseudonyms on it, then writes its clean rows and quarantine; no row is shuffled. When the ranges
+cannot be cleaned apart (their ids overlap: an id may repeat across ranges, or the file is not
+in id order; or the restricted zone is encrypted), the row plan below does it:
+
 Executors read the raw file from the landing zone (Spark's text source, in blocks) and parse
 each block with the default engine's general parser (`parsing.parse_text_lines`) and row rules
 (`rules.RowRules`) inside `mapInArrow`: every defect class gets the same verdict and reason,
@@ -150,6 +156,25 @@ def clean_batch_spark(
     name = name or raw_url
     check_header(header, name, empty_file=header == b"")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    from fraud_assets.batch.spark_ranges import clean_by_ranges
+
+    cores = _partitions(spark, 0)
+    done = clean_by_ranges(spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores)
+    if done is not None:
+        return done
+    return _clean_by_rows(spark, lake, raw_url, batch_id, pseudonymizer, config, name)
+
+
+def _clean_by_rows(
+    spark: SparkSession,
+    lake: Lake,
+    raw_url: str,
+    batch_id: str,
+    pseudonymizer: Pseudonymizer,
+    config: CleaningConfig,
+    name: str,
+) -> SparkCleanResult:
+    """The general plan: Spark's text source, rows shuffled by id for the duplicates."""
     text = spark.read.option("lineSep", "\n").text(raw_url)
     located = text.select(
         F.input_file_block_start().alias("block"),
@@ -242,11 +267,13 @@ def _finish(
 
 def _partitions(spark: SparkSession, rows: int) -> int:
     """Tasks that judge duplicates and write the clean rows: files of at most ROWS_PER_FILE
-    rows, and every core busy once there are ROWS_PER_TASK rows for each."""
+    rows, and every core busy once there are ROWS_PER_TASK rows for each (rows=0: the cores)."""
     try:
         cores = int(spark.sparkContext.defaultParallelism)
     except Exception:  # noqa: BLE001 - Spark Connect: no context
         cores = 2
+    if rows == 0:
+        return cores
     return max(1, -(-rows // ROWS_PER_FILE), min(cores, rows // ROWS_PER_TASK))
 
 

@@ -95,15 +95,41 @@ def clean_batch(
     )
     valid = parsed.valid
     del parsed  # a 47 M-row batch is GBs per copy: keep as few alive as possible
-    # Exact copies and re-sent ids: keep the first occurrence in file order. Ids that strictly
-    # increase (an export in id order) are distinct already: no hashing, no copy.
-    in_id_order = _strictly_increasing(valid["transaction_id"])
-    unique = valid if in_id_order else valid.filter(pl.col("transaction_id").is_first_distinct())
+    unique, in_id_order = first_occurrences(valid)
     duplicates = valid.height - unique.height
     del valid
     origin = config.origin_date or _infer_origin(unique)
-    clean, repaired = _repair_time(unique, origin)
+    clean, repaired = finish_rows(unique, in_id_order, batch_id, pseudonymizer, origin)
     del unique
+    return CleanResult(
+        batch_id=batch_id,
+        clean=clean,
+        quarantine=quarantine.cast(QUARANTINE_SCHEMA),
+        raw_rows=raw_rows,
+        duplicates=duplicates,
+        origin=origin,
+        repaired=repaired,
+    )
+
+
+def first_occurrences(valid: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """Exact copies and re-sent ids: the first occurrence in file order of each id, and whether
+    the ids strictly increase already (an export in id order: distinct, no hashing, no copy)."""
+    in_id_order = _strictly_increasing(valid["transaction_id"])
+    unique = valid if in_id_order else valid.filter(pl.col("transaction_id").is_first_distinct())
+    return unique, in_id_order
+
+
+def finish_rows(
+    unique: pl.DataFrame,
+    in_id_order: bool,
+    batch_id: str,
+    pseudonymizer: Pseudonymizer,
+    origin: dt.date,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Distinct good rows -> the clean table (time repaired against `origin`, pseudonyms, in id
+    order) and the repaired counters. The Spark engine runs it on each byte range's rows."""
+    clean, repaired = _repair_time(unique, origin)
     clean = clean.with_columns(
         customer_id=pseudonymizer.column(clean["customer_id"], "customer"),
         terminal_id=pseudonymizer.column(clean["terminal_id"], "terminal"),
@@ -111,15 +137,7 @@ def clean_batch(
     ).select(list(CLEAN_SCHEMA))
     if not in_id_order and not clean["transaction_id"].is_sorted():
         clean = clean.sort("transaction_id")
-    return CleanResult(
-        batch_id=batch_id,
-        clean=clean.cast(CLEAN_SCHEMA),
-        quarantine=quarantine.cast(QUARANTINE_SCHEMA),
-        raw_rows=raw_rows,
-        duplicates=duplicates,
-        origin=origin,
-        repaired=repaired,
-    )
+    return clean.cast(CLEAN_SCHEMA), repaired
 
 
 def _strictly_increasing(ids: pl.Series) -> bool:

@@ -87,7 +87,11 @@ def check_header(first_line: bytes, name: str, empty_file: bool = False) -> None
 
 
 def apply_rules(
-    parsed: ParsedBatch, data: bytes | mmap.mmap, start: int, rules: RowRules
+    parsed: ParsedBatch,
+    data: bytes | mmap.mmap,
+    start: int,
+    rules: RowRules,
+    first_line: int = FIRST_DATA_LINE,
 ) -> ParsedBatch:
     """Move the parsed rows that break a rule to the rejected ones, with their original text.
 
@@ -103,7 +107,7 @@ def apply_rules(
     moved = pl.DataFrame(
         {
             "line_no": line_nos,
-            "line": _lines_at(data, start, line_nos),
+            "line": _lines_at(data, start, line_nos, first_line),
             "reason": reasons.filter(failing),
         },
         schema=REJECTED_SCHEMA,
@@ -114,13 +118,15 @@ def apply_rules(
     return ParsedBatch(parsed.valid.filter(~failing), rejected, parsed.raw_rows)
 
 
-def _lines_at(data: bytes | mmap.mmap, start: int, line_nos: np.ndarray) -> list[str]:
+def _lines_at(
+    data: bytes | mmap.mmap, start: int, line_nos: np.ndarray, first_line: int = FIRST_DATA_LINE
+) -> list[str]:
     """The text of data lines by number (ascending), as the general parser keeps it: one
     trailing '\r' dropped, bytes that are not UTF-8 escaped. Blocks without a wanted line are
     only counted."""
     buffer = memoryview(data) if isinstance(data, bytes | bytearray) else data
     out: list[str] = []
-    want, first_line = 0, FIRST_DATA_LINE
+    want = 0
     for begin, end in _cuts(data, start, len(data), BLOCK_BYTES):
         if want == len(line_nos):
             break
@@ -158,14 +164,37 @@ def _raw_bytes(source: str | Path | IO[bytes] | bytes) -> Iterator[bytes | mmap.
         yield source.read()
 
 
-def _parse_body(data: bytes | mmap.mmap, start: int, max_terminal_id: int) -> ParsedBatch:
-    """Parse the lines (no rules yet); terminal ids above `max_terminal_id` are out of range."""
-    """Blocks of lines, each cut into one piece per core; rows land in one set of arrays."""
-    workers = max(1, min(4, os.cpu_count() or 1))
+def parse_range(
+    data: bytes | mmap.mmap,
+    start: int,
+    end: int,
+    first_line: int,
+    rules: RowRules,
+    workers: int = 1,
+) -> ParsedBatch:
+    """`parse_batch` for the lines of data[start:end] (whole lines), numbered from `first_line`:
+    what one Spark task does with its byte range of a raw file (batch/spark_clean.py)."""
+    parsed = _parse_body(data, start, rules.terminal_bound, end, first_line, workers)
+    return apply_rules(parsed, data, start, rules, first_line)
+
+
+def _parse_body(
+    data: bytes | mmap.mmap,
+    start: int,
+    max_terminal_id: int,
+    end: int | None = None,
+    first_line: int = FIRST_DATA_LINE,
+    workers: int | None = None,
+) -> ParsedBatch:
+    """Parse the lines of data[start:end] (no rules yet); terminal ids above `max_terminal_id`
+    are out of range. Blocks of lines, each cut into one piece per core; rows land in one set of
+    arrays."""
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    end = len(data) if end is None else end
     buffer = memoryview(data) if isinstance(data, bytes | bytearray) else data
     blocks = []  # per block: [(piece start, piece end, index of its first line, its lines)]
     rows = 0
-    for block in _cuts(data, start, len(data), BLOCK_BYTES):
+    for block in _cuts(data, start, end, BLOCK_BYTES):
         pieces = []
         for piece in _cuts(data, *block, -(-(block[1] - block[0]) // workers)):
             lines = count_lines(buffer, *piece)
@@ -178,7 +207,7 @@ def _parse_body(data: bytes | mmap.mmap, start: int, max_terminal_id: int) -> Pa
     def parse(piece: tuple[int, int, int, int]) -> int:
         begin, end, first, lines = piece
         views = [array[first : first + lines] for array in out.values()]
-        return parse_lines(buffer, begin, end, FIRST_DATA_LINE + first, max_terminal_id, *views)
+        return parse_lines(buffer, begin, end, first_line + first, max_terminal_id, *views)
 
     filled, rejected_no, rejected_text = 0, [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -200,7 +229,7 @@ def _parse_body(data: bytes | mmap.mmap, start: int, max_terminal_id: int) -> Pa
                         array[filled : filled + accepted] = array[first : first + accepted]
                 filled += accepted
             if len(rejected_text) > max(GENERAL_PARSER_MIN_LINES, GENERAL_PARSER_SHARE * rows):
-                return _parse_all_generally(data, start, max_terminal_id)
+                return _parse_all_generally(data, start, max_terminal_id, end, first_line)
             _release(data, pieces[0][0], pieces[-1][1])
     out["tx_datetime"][:filled] *= 1_000_000  # seconds -> microseconds, in place
     valid = pl.DataFrame({name: array[:filled] for name, array in out.items()}).with_columns(
@@ -241,9 +270,15 @@ def _merge(valid_fast: pl.DataFrame, general: pl.DataFrame, rows: int) -> Parsed
     return ParsedBatch(valid=valid, rejected=rejected, raw_rows=rows)
 
 
-def _parse_all_generally(data: bytes | mmap.mmap, start: int, max_terminal_id: int) -> ParsedBatch:
-    lines = pl.scan_lines(bytes(data[start:]), row_index_name="line_no").with_columns(
-        pl.col("line_no").cast(pl.Int64) + FIRST_DATA_LINE
+def _parse_all_generally(
+    data: bytes | mmap.mmap,
+    start: int,
+    max_terminal_id: int,
+    end: int | None = None,
+    first_line: int = FIRST_DATA_LINE,
+) -> ParsedBatch:
+    lines = pl.scan_lines(bytes(data[start:end]), row_index_name="line_no").with_columns(
+        pl.col("line_no").cast(pl.Int64) + first_line
     )
     parsed = parse_text_lines(lines, max_terminal_id).collect(engine="streaming")
     return _merge(pl.DataFrame(schema=VALUE_SCHEMA), parsed, parsed.height)

@@ -1,5 +1,9 @@
 """The feature definitions of `spec` on Spark: one partitioning per entity, one ordered pass.
 
+Used for rows Spark gets from the driver (`pipeline.features_for_batches` with a lake in memory);
+a lake the executors reach is featurised by time slices instead (batch/spark_features.py), with
+no shuffle at all.
+
 The rows are hash-partitioned by customer and sorted by (time, id) inside each partition; each
 partition is then scanned once by the default engine's compiled scan (`windows.customer_windows`),
 every window in the same pass, inside `mapInArrow`. The same again by terminal, which also adds
