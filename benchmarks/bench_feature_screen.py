@@ -27,8 +27,9 @@ Candidates (for the transaction at t, card c, terminal m; d = 7-day label delay)
     cust_delayed_ratio_30d     tx_amount / mean amount of all c's transactions in
                                (t - 30 - d, t - d]
     cust_median_ratio_30d      tx_amount / median amount of c's transactions in (t - 30, t]
-    cust_prev_max_ratio_{7,14}d  largest amount of c's earlier transactions in (t - w, t), over
-                               customer_avg_amount_30d (a compromised card's earlier x 5 amounts)
+    cust_prev_max_ratio_{7,14}d  largest amount of c's transactions in [t - w, t) (the current
+                               second left out) over customer_avg_amount_30d (a compromised
+                               card's earlier x 5 amounts); 0 when none
     cust_prev_outliers_{7,14}d   how many of those had customer_amount_ratio_30d > 3
 
     .venv/bin/python benchmarks/bench_feature_screen.py --seeds 0 \
@@ -174,6 +175,21 @@ def _window_sums(f: pl.DataFrame, key: str, values: list[str], lo: int, hi: int)
     )
 
 
+def _rolling(f: pl.DataFrame, key: str, period: str, aggs: list, closed: str = "right"):
+    """transaction_id and `aggs` over each row's rolling window of its `key` (time windows on
+    tx_datetime, rows of the same second all inside). Matched to the rows by position: joining
+    on an aggregated `transaction_id.last()` gave rows of one second the same id, duplicating
+    rows in the join (the first screening tables held 649 duplicates on seed 0)."""
+    rows = f.select("transaction_id", key, "tx_time_seconds", _dt=pl.col("tx_datetime")).sort(
+        key, "tx_time_seconds", "transaction_id"
+    )
+    rows = rows.join(f.drop(key, "tx_time_seconds", strict=False), on="transaction_id")
+    rows = rows.sort(key, "tx_time_seconds", "transaction_id")
+    out = rows.rolling("_dt", period=period, group_by=key, closed=closed).agg(aggs)
+    assert out[key].equals(rows[key]) and out["_dt"].equals(rows["_dt"])
+    return pl.concat([rows.select("transaction_id"), out.drop(key, "_dt")], how="horizontal")
+
+
 def _card_amounts(f: pl.DataFrame) -> pl.DataFrame:
     """The card-side amount candidates (docstring), by transaction_id."""
     genuine = (1 - pl.col("tx_fraud")).cast(pl.Float64)
@@ -194,25 +210,26 @@ def _card_amounts(f: pl.DataFrame) -> pl.DataFrame:
         .otherwise(0.0),
         cust_delayed_ratio_30d=(pl.col("tx_amount") / pl.col("_delayed")).fill_null(0.0),
     )
-    by_time = f.sort("tx_time_seconds", "transaction_id").with_columns(
-        _dt=pl.col("tx_datetime"),
+    hi = f.select(
+        "transaction_id",
+        "customer_id",
+        "tx_time_seconds",
+        "tx_datetime",
+        "tx_amount",
         _hi=(pl.col("customer_amount_ratio_30d") > 3).cast(pl.Int32),
     )
-    med = by_time.rolling("_dt", period="30d", group_by="customer_id").agg(
-        pl.col("tx_amount").median().alias("_median"), pl.col("transaction_id").last()
-    )
-    out = out.join(med.select("transaction_id", "_median"), on="transaction_id").with_columns(
+    med = _rolling(hi, "customer_id", "30d", [pl.col("tx_amount").median().alias("_median")])
+    out = out.join(med, on="transaction_id").with_columns(
         cust_median_ratio_30d=pl.col("tx_amount") / pl.col("_median")
     )
     for w in (7, 14):
-        prev = by_time.rolling("_dt", period=f"{w}d", group_by="customer_id").agg(
-            pl.col("transaction_id").last(),  # the current row is the last: drop it
-            pl.col("tx_amount").head(pl.len() - 1).max().alias("_max"),
-            pl.col("_hi").head(pl.len() - 1).sum().alias(f"cust_prev_outliers_{w}d"),
-        )
-        out = out.join(
-            prev.select("transaction_id", "_max", f"cust_prev_outliers_{w}d"), on="transaction_id"
-        ).rename({"_max": f"_max{w}"})
+        # closed="left": the window [t - w, t), the current second left out (a batch-only
+        # approximation of "earlier rows": rows in the same second are left out too).
+        aggs = [
+            pl.col("tx_amount").max().alias(f"_max{w}"),
+            pl.col("_hi").sum().alias(f"cust_prev_outliers_{w}d"),
+        ]
+        out = out.join(_rolling(hi, "customer_id", f"{w}d", aggs, "left"), on="transaction_id")
     return out.join(
         f.select("transaction_id", "customer_avg_amount_30d"), on="transaction_id"
     ).select(
@@ -243,25 +260,32 @@ def candidates(features: pl.DataFrame) -> pl.DataFrame:
         card_terminal_seen=(
             pl.col("transaction_id").cum_count().over("customer_id", "terminal_id") > 1
         ).cast(pl.Int8),
-        _dt=pl.col("tx_datetime"),
     )
     for w in (1, 7):
-        term = f.rolling("_dt", period=f"{w}d", group_by="terminal_id").agg(
-            pl.col("customer_id").n_unique().alias(f"terminal_nb_cards_{w}d"),
-            pl.col("tx_amount").mean().alias(f"terminal_avg_amount_{w}d"),
-            pl.col("transaction_id").last(),
+        term = _rolling(
+            f,
+            "terminal_id",
+            f"{w}d",
+            [
+                pl.col("customer_id").n_unique().alias(f"terminal_nb_cards_{w}d"),
+                pl.col("tx_amount").mean().alias(f"terminal_avg_amount_{w}d"),
+            ],
         )
-        card = f.rolling("_dt", period=f"{w}d", group_by="customer_id").agg(
-            pl.col("terminal_id").n_unique().alias(f"customer_nb_terminals_{w}d"),
-            pl.col("transaction_id").last(),
+        card = _rolling(
+            f,
+            "customer_id",
+            f"{w}d",
+            [pl.col("terminal_id").n_unique().alias(f"customer_nb_terminals_{w}d")],
         )
-        f = f.join(term.drop("terminal_id", "_dt"), on="transaction_id", how="left").join(
-            card.drop("customer_id", "_dt"), on="transaction_id", how="left"
+        f = f.join(term, on="transaction_id", how="left").join(
+            card, on="transaction_id", how="left"
         )
     f = f.with_columns(
         terminal_amount_ratio_7d=pl.col("tx_amount") / pl.col("terminal_avg_amount_7d")
     )
-    return f.drop("_dt")
+    if f["transaction_id"].n_unique() != f.height or f.height != features.height:
+        raise AssertionError("candidates must keep one row per transaction")
+    return f
 
 
 def main() -> None:
@@ -279,14 +303,10 @@ def main() -> None:
     shipped = tuple(spec.FEATURE_COLUMNS)
     tables = {}
     for seed in args.seeds:
-        cached = bench_backtest.OUT / f"seed{seed}" / "candidates.parquet"
+        cached = bench_backtest.OUT / f"seed{seed}" / "candidates2.parquet"
         if not cached.exists():
             candidates(bench_backtest.feature_table(seed)).write_parquet(cached)
-        table = pl.read_parquet(cached)
-        if "cust_known_gen_ratio_30d" not in table.columns:  # cached before the card candidates
-            table = table.join(_card_amounts(table), on="transaction_id", how="left")
-            table.write_parquet(cached)
-        tables[seed] = table
+        tables[seed] = pl.read_parquet(cached)
     shown = ("auc_roc", "average_precision", "card_precision_at_100")
     for chosen in args.sets.split(";"):
         names = [c for c in chosen.split(",") if c]
