@@ -20,6 +20,17 @@ Candidates (for the transaction at t, card c, terminal m; d = 7-day label delay)
                                online it would need each fraud's ratio at its own time)
     terminal_run_min_ratio7    the same with the 7-day ratio
     terminal_run_frauds        number of frauds in that run
+    cust_known_gen_avg_30d     mean amount of c's genuine transactions with time in
+                               (t - 30 - d, t - d] (labels known, as the terminal windows; 0 when
+                               none): the card's usual amount, not inflated by its frauds
+    cust_known_gen_ratio_30d   tx_amount / cust_known_gen_avg_30d (0 when none)
+    cust_delayed_ratio_30d     tx_amount / mean amount of all c's transactions in
+                               (t - 30 - d, t - d]
+    cust_median_ratio_30d      tx_amount / median amount of c's transactions in (t - 30, t]
+    cust_prev_max_ratio_{7,14}d  largest amount of c's transactions in [t - w, t) (the current
+                               second left out) over customer_avg_amount_30d (a compromised
+                               card's earlier x 5 amounts); 0 when none
+    cust_prev_outliers_{7,14}d   how many of those had customer_amount_ratio_30d > 3
 
     .venv/bin/python benchmarks/bench_feature_screen.py --seeds 0 \
         --sets "terminal_run_min_amount;card_prev_gap_days" [--set k=v ...]
@@ -130,8 +141,116 @@ def _run_amounts(f: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _window_sums(f: pl.DataFrame, key: str, values: list[str], lo: int, hi: int) -> pl.DataFrame:
+    """transaction_id and the sums of `values` over key's rows with time in (t - lo, t - hi]."""
+    cum = (
+        f.select(key, "tx_time_seconds", "transaction_id", *values)
+        .sort(key, "tx_time_seconds", "transaction_id")
+        .with_columns([pl.col(v).cum_sum().over(key).alias(f"_c{v}") for v in values])
+        .group_by(key, "tx_time_seconds", maintain_order=True)
+        .last()
+        .select(key, pl.col("tx_time_seconds").alias("_kt"), *[f"_c{v}" for v in values])
+        .sort("_kt")
+    )
+    rows = f.select("transaction_id", key, "tx_time_seconds").with_columns(
+        _hi=pl.col("tx_time_seconds") - hi, _lo=pl.col("tx_time_seconds") - lo
+    )
+    upto = rows.sort("_hi").join_asof(
+        cum, left_on="_hi", right_on="_kt", by=key, check_sortedness=False
+    )
+    before = rows.sort("_lo").join_asof(
+        cum, left_on="_lo", right_on="_kt", by=key, check_sortedness=False
+    )
+    both = upto.select("transaction_id", *[f"_c{v}" for v in values]).join(
+        before.select("transaction_id", *[f"_c{v}" for v in values]),
+        on="transaction_id",
+        suffix="_lo",
+    )
+    return both.select(
+        "transaction_id",
+        *[
+            (pl.col(f"_c{v}").fill_null(0) - pl.col(f"_c{v}_lo").fill_null(0)).alias(v)
+            for v in values
+        ],
+    )
+
+
+def _rolling(f: pl.DataFrame, key: str, period: str, aggs: list, closed: str = "right"):
+    """transaction_id and `aggs` over each row's rolling window of its `key` (time windows on
+    tx_datetime, rows of the same second all inside). Matched to the rows by position: joining
+    on an aggregated `transaction_id.last()` gave rows of one second the same id, duplicating
+    rows in the join (the first screening tables held 649 duplicates on seed 0)."""
+    rows = f.select("transaction_id", key, "tx_time_seconds", _dt=pl.col("tx_datetime")).sort(
+        key, "tx_time_seconds", "transaction_id"
+    )
+    rows = rows.join(f.drop(key, "tx_time_seconds", strict=False), on="transaction_id")
+    rows = rows.sort(key, "tx_time_seconds", "transaction_id")
+    out = rows.rolling("_dt", period=period, group_by=key, closed=closed).agg(aggs)
+    assert out[key].equals(rows[key]) and out["_dt"].equals(rows["_dt"])
+    return pl.concat([rows.select("transaction_id"), out.drop(key, "_dt")], how="horizontal")
+
+
+def _card_amounts(f: pl.DataFrame) -> pl.DataFrame:
+    """The card-side amount candidates (docstring), by transaction_id."""
+    genuine = (1 - pl.col("tx_fraud")).cast(pl.Float64)
+    g = f.with_columns(_g=genuine, _ga=pl.col("tx_amount") * genuine, _one=pl.lit(1.0))
+    sums = _window_sums(g, "customer_id", ["_g", "_ga", "_one", "tx_amount"], D + R, D)
+    avg = pl.when(pl.col("_g") > 0).then(pl.col("_ga") / pl.col("_g")).otherwise(0.0)
+    out = f.select("transaction_id", "tx_amount").join(
+        sums.select(
+            "transaction_id",
+            cust_known_gen_avg_30d=avg,
+            _delayed=pl.when(pl.col("_one") > 0).then(pl.col("tx_amount") / pl.col("_one")),
+        ),
+        on="transaction_id",
+    )
+    out = out.with_columns(
+        cust_known_gen_ratio_30d=pl.when(pl.col("cust_known_gen_avg_30d") > 0)
+        .then(pl.col("tx_amount") / pl.col("cust_known_gen_avg_30d"))
+        .otherwise(0.0),
+        cust_delayed_ratio_30d=(pl.col("tx_amount") / pl.col("_delayed")).fill_null(0.0),
+    )
+    hi = f.select(
+        "transaction_id",
+        "customer_id",
+        "tx_time_seconds",
+        "tx_datetime",
+        "tx_amount",
+        _hi=(pl.col("customer_amount_ratio_30d") > 3).cast(pl.Int32),
+    )
+    med = _rolling(hi, "customer_id", "30d", [pl.col("tx_amount").median().alias("_median")])
+    out = out.join(med, on="transaction_id").with_columns(
+        cust_median_ratio_30d=pl.col("tx_amount") / pl.col("_median")
+    )
+    for w in (7, 14):
+        # closed="left": the window [t - w, t), the current second left out (a batch-only
+        # approximation of "earlier rows": rows in the same second are left out too).
+        aggs = [
+            pl.col("tx_amount").max().alias(f"_max{w}"),
+            pl.col("_hi").sum().alias(f"cust_prev_outliers_{w}d"),
+        ]
+        out = out.join(_rolling(hi, "customer_id", f"{w}d", aggs, "left"), on="transaction_id")
+    return out.join(
+        f.select("transaction_id", "customer_avg_amount_30d"), on="transaction_id"
+    ).select(
+        "transaction_id",
+        "cust_known_gen_avg_30d",
+        "cust_known_gen_ratio_30d",
+        "cust_delayed_ratio_30d",
+        "cust_median_ratio_30d",
+        *[
+            (pl.col(f"_max{w}").fill_null(0.0) / pl.col("customer_avg_amount_30d")).alias(
+                f"cust_prev_max_ratio_{w}d"
+            )
+            for w in (7, 14)
+        ],
+        *[pl.col(f"cust_prev_outliers_{w}d").fill_null(0) for w in (7, 14)],
+    )
+
+
 def candidates(features: pl.DataFrame) -> pl.DataFrame:
     f = features.sort("tx_time_seconds", "transaction_id")
+    f = f.join(_card_amounts(f), on="transaction_id", how="left")
     t = pl.col("tx_time_seconds")
     f = f.with_columns(terminal_fraud_run_max_days=_run_max_days(f))
     f = pl.concat([f, _run_amounts(f)], how="horizontal")
@@ -141,25 +260,32 @@ def candidates(features: pl.DataFrame) -> pl.DataFrame:
         card_terminal_seen=(
             pl.col("transaction_id").cum_count().over("customer_id", "terminal_id") > 1
         ).cast(pl.Int8),
-        _dt=pl.col("tx_datetime"),
     )
     for w in (1, 7):
-        term = f.rolling("_dt", period=f"{w}d", group_by="terminal_id").agg(
-            pl.col("customer_id").n_unique().alias(f"terminal_nb_cards_{w}d"),
-            pl.col("tx_amount").mean().alias(f"terminal_avg_amount_{w}d"),
-            pl.col("transaction_id").last(),
+        term = _rolling(
+            f,
+            "terminal_id",
+            f"{w}d",
+            [
+                pl.col("customer_id").n_unique().alias(f"terminal_nb_cards_{w}d"),
+                pl.col("tx_amount").mean().alias(f"terminal_avg_amount_{w}d"),
+            ],
         )
-        card = f.rolling("_dt", period=f"{w}d", group_by="customer_id").agg(
-            pl.col("terminal_id").n_unique().alias(f"customer_nb_terminals_{w}d"),
-            pl.col("transaction_id").last(),
+        card = _rolling(
+            f,
+            "customer_id",
+            f"{w}d",
+            [pl.col("terminal_id").n_unique().alias(f"customer_nb_terminals_{w}d")],
         )
-        f = f.join(term.drop("terminal_id", "_dt"), on="transaction_id", how="left").join(
-            card.drop("customer_id", "_dt"), on="transaction_id", how="left"
+        f = f.join(term, on="transaction_id", how="left").join(
+            card, on="transaction_id", how="left"
         )
     f = f.with_columns(
         terminal_amount_ratio_7d=pl.col("tx_amount") / pl.col("terminal_avg_amount_7d")
     )
-    return f.drop("_dt")
+    if f["transaction_id"].n_unique() != f.height or f.height != features.height:
+        raise AssertionError("candidates must keep one row per transaction")
+    return f
 
 
 def main() -> None:
@@ -177,7 +303,7 @@ def main() -> None:
     shipped = tuple(spec.FEATURE_COLUMNS)
     tables = {}
     for seed in args.seeds:
-        cached = bench_backtest.OUT / f"seed{seed}" / "candidates.parquet"
+        cached = bench_backtest.OUT / f"seed{seed}" / "candidates2.parquet"
         if not cached.exists():
             candidates(bench_backtest.feature_table(seed)).write_parquet(cached)
         tables[seed] = pl.read_parquet(cached)

@@ -3,6 +3,7 @@ trained with the winner's settings, with its model card."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from fraud_assets.defs.models import challenger_model, model_selection
 from fraud_assets.lake import FEATURES
-from fraud_assets.modeling.selection import candidates, fold_starts, select
+from fraud_assets.modeling.selection import DEFAULT_GRID, candidates, fold_starts, select
 from fraud_assets.modeling.selection_log import CANDIDATE, KIND_TAG, PARENT_TAG, SELECTION
 from fraud_assets.modeling.training import TrainingConfig
 from tests.support import SMALL_TRAINING, platform_resources
@@ -29,6 +30,24 @@ def test_candidates_start_with_the_base_settings_and_cover_the_grid_once():
     found = candidates(grid, base, seed=3)
     assert found[0] == {"window_days": 28, "depth": 6, "imbalance": "none"}
     assert len(found) == 8 and len({json.dumps(c, sort_keys=True) for c in found}) == 8
+
+
+def test_the_amount_bins_are_searched_and_reach_catboost():
+    base = TrainingConfig()
+    found = candidates({"amount_border_count": (0, 1024, 4096)}, base, seed=1)
+    assert found[0] == {"amount_border_count": base.amount_border_count}
+    assert sorted(c["amount_border_count"] for c in found) == [0, 1024, 4096]
+    assert "amount_border_count" in DEFAULT_GRID
+    index = base.features.index("tx_amount")
+    for settings in found:
+        params = winner_config_for(settings, base).catboost_params()
+        bins = settings["amount_border_count"]
+        expected = [f"{index}:border_count={bins}"] if bins else None
+        assert params.get("per_float_feature_quantization") == expected
+
+
+def winner_config_for(settings: dict, base: TrainingConfig) -> TrainingConfig:
+    return dataclasses.replace(base, **settings)  # as winner_config / selected_training do
 
 
 def test_candidates_refuse_a_setting_that_is_not_searchable():
@@ -92,10 +111,11 @@ def test_selection_asset_logs_a_parent_run_with_a_child_per_candidate_and_the_ch
                     "budget_seconds": 10_000,
                     "window_days": [7, 14],
                     "imbalance": ["none"],
-                    "depth": [3, 5],
+                    "depth": [3],
                     "learning_rate": [0.1],
                     "l2_leaf_reg": [3.0],
                     "border_count": [64],
+                    "amount_border_count": [0, 4096],
                 }
             }
         }
@@ -105,7 +125,8 @@ def test_selection_asset_logs_a_parent_run_with_a_child_per_candidate_and_the_ch
             [model_selection], resources=resources, instance=instance, run_config=run_config
         )
         meta = selected.asset_materializations_for_node("model_selection")[0].metadata
-        # The configured settings (window 14, depth 6, 254 bins) first, then the 4 of the grid.
+        # The configured settings (window 14, depth 6, 254 bins, the amount's 4 096) first, then
+        # the 4 of the grid (the amount's own bins searched too).
         assert meta["candidates_tried"].value == 5
         winner = meta["winner"].value
         registry = resources["models"].registry()  # type: ignore[attr-defined]
@@ -121,9 +142,7 @@ def test_selection_asset_logs_a_parent_run_with_a_child_per_candidate_and_the_ch
         assert all("mean_average_precision" in c.data.metrics for c in children)
         assert all("fold0_card_precision_at_100" in c.data.metrics for c in children)
         best = max(children, key=lambda c: c.data.metrics["mean_average_precision"])
-        assert {k: str(v) for k, v in winner.items()} == {
-            k: best.data.params[k] for k in winner
-        }
+        assert {k: str(v) for k, v in winner.items()} == {k: best.data.params[k] for k in winner}
 
         trained = dg.materialize([challenger_model], resources=resources, instance=instance)
     tmeta = trained.asset_materializations_for_node("challenger_model")[0].metadata
@@ -133,6 +152,7 @@ def test_selection_asset_logs_a_parent_run_with_a_child_per_candidate_and_the_ch
     assert params["depth"] == str(winner["depth"])
     assert params["window_days"] == str(winner["window_days"])
     assert params["border_count"] == str(winner["border_count"])
+    assert params["amount_border_count"] == str(winner["amount_border_count"])
     card_path = client.download_artifacts(version.run_id, "model_card.json")
     card = json.loads(Path(card_path).read_text())
     assert card["settings_from"] == tmeta["settings_from"].value
@@ -140,9 +160,10 @@ def test_selection_asset_logs_a_parent_run_with_a_child_per_candidate_and_the_ch
     assert len(card["selection_folds"]) == 1 and "auc_roc" in card["selection_folds"][0]
     assert card["threshold"]["policy"] == "max_recall_at_fpr"
     assert "recall_scenario_2" in card["validation_metrics"]
-    assert "## Feature importance" in Path(
-        client.download_artifacts(version.run_id, "model_card.md")
-    ).read_text()
+    assert (
+        "## Feature importance"
+        in Path(client.download_artifacts(version.run_id, "model_card.md")).read_text()
+    )
 
 
 def test_without_a_selection_run_the_challenger_uses_the_configured_settings(resources):

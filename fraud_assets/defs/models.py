@@ -45,6 +45,7 @@ class SelectionConfig(dg.Config):
     learning_rate: list[float] = [0.05, 0.1, 0.2]
     l2_leaf_reg: list[float] = [1.0, 3.0, 10.0]
     border_count: list[int] = [32, 64, 254]
+    amount_border_count: list[int] = [0, 1024, 4096]  # tx_amount's own bins; 0: border_count
 
     def grid(self) -> dict[str, list]:
         from fraud_assets.modeling.selection import SEARCHED
@@ -62,9 +63,10 @@ class SelectionConfig(dg.Config):
     pool=TRAINING_POOL,
     description=(
         "Prequential model selection: candidate settings (training window, class weighting, "
-        "CatBoost depth, learning rate, L2, bins) are each trained and tested on the newest "
-        "labelled weeks as production would, within a time budget; one MLflow parent run with a "
-        "child per candidate. `challenger_model` trains with the winner's settings."
+        "CatBoost depth, learning rate, L2, bins, the amount's bins) are each trained and tested "
+        "on the newest labelled weeks as production would, within a time budget; one MLflow "
+        "parent run with a child per candidate. `challenger_model` trains with the winner's "
+        "settings."
     ),
 )
 def model_selection(
