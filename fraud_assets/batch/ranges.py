@@ -348,6 +348,14 @@ def _raw_url(source: BatchSource, batch_id: str) -> str:
     return "s3a://" + url.removeprefix("s3://") if url.startswith("s3://") else url
 
 
+def _raw_fs(source: BatchSource):  # noqa: ANN202 - an fsspec file system, or None
+    """The landing zone's own file system (its endpoint and credentials) for the executors; None
+    for local files, which need none."""
+    if getattr(source, "local_path", None) is not None or not hasattr(source, "filesystem"):
+        return None
+    return source.filesystem()[0]  # type: ignore[attr-defined]
+
+
 def _clean_spark(
     outcome: BatchOutcome,
     source: BatchSource,
@@ -374,6 +382,7 @@ def _clean_spark(
             pseudonymizer,
             settings,
             name,
+            raw_fs=_raw_fs(source),
         )
     except FileNotFoundError:
         outcome.fail(Step.CLEAN, f"{name}: batch file not found in the landing zone")

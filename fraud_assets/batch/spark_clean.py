@@ -26,6 +26,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -147,11 +148,14 @@ def clean_batch_spark(
     pseudonymizer: Pseudonymizer,
     config: CleaningConfig,
     name: str | None = None,
+    raw_fs: Any = None,
 ) -> SparkCleanResult:
     """Clean the raw file at `raw_url` (a URL Spark reads: file:, s3a:, hdfs:) into the lake.
 
-    `header` is the file's first line (`first_line`). Raises RawBatchError for a wrong header
-    before any Spark work; the lake keeps its previous version of the batch on any failure.
+    `header` is the file's first line (`first_line`). `raw_fs`: the landing zone's fsspec file
+    system (endpoint, credentials), which the executors read the byte ranges with. Raises
+    RawBatchError for a wrong header before any Spark work; the lake keeps its previous version
+    of the batch on any failure.
     """
     name = name or raw_url
     check_header(header, name, empty_file=header == b"")
@@ -159,7 +163,9 @@ def clean_batch_spark(
     from fraud_assets.batch.spark_ranges import clean_by_ranges
 
     cores = _partitions(spark, 0)
-    done = clean_by_ranges(spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores)
+    done = clean_by_ranges(
+        spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores, raw_fs=raw_fs
+    )
     if done is not None:
         return done
     return _clean_by_rows(spark, lake, raw_url, batch_id, pseudonymizer, config, name)

@@ -33,6 +33,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -63,16 +64,20 @@ class RawFile:
     size: int
     body: int  # the first byte after the header line
     cuts: tuple[int, ...]  # range k is [cuts[k], cuts[k + 1]), before aligning to lines
+    # The landing zone's own file system (its S3 endpoint and credentials), pickled into the
+    # tasks as the lake's is; None: fsspec's defaults for the URL.
+    fs: Any = None
 
     @property
     def ranges(self) -> int:
         return len(self.cuts) - 1
 
 
-def raw_file(url: str, header: bytes, parallelism: int) -> RawFile:
+def raw_file(url: str, header: bytes, parallelism: int, fs: Any = None) -> RawFile:
     """The file's size (one metadata call) and its cuts: ranges of at most RAW_RANGE_BYTES, a
-    multiple of the cores so that every core gets an equal share."""
-    fs, path = _fs(url)
+    multiple of the cores so that every core gets an equal share. `fs`: the landing zone's
+    file system, else fsspec's for the URL."""
+    fs, path = _fs(url, fs)
     size = int(fs.size(path))
     body = min(len(header) + 1, size)
     span = size - body
@@ -81,16 +86,18 @@ def raw_file(url: str, header: bytes, parallelism: int) -> RawFile:
     if span < count:  # tiny file: one range
         count = 1
     cuts = tuple(body + span * k // count for k in range(count)) + (size,)
-    return RawFile(url, size, body, cuts)
+    return RawFile(url, size, body, cuts, fs)
 
 
-def _fs(url: str):  # noqa: ANN202 - (fsspec file system, path)
+def _fs(url: str, fs: Any = None):  # noqa: ANN202 - (fsspec file system, path)
     import fsspec
 
     if url.startswith("s3a://"):
         url = "s3://" + url.removeprefix("s3a://")
     if url.startswith("file:") and not url.startswith("file://"):
         url = "file://" + url.removeprefix("file:")
+    if fs is not None:
+        return fs, fs._strip_protocol(url)  # noqa: SLF001 - fsspec's own URL -> path
     return fsspec.core.url_to_fs(url)
 
 
@@ -114,7 +121,7 @@ def _line_start(f, pos: int, raw: RawFile) -> int:  # noqa: ANN001 - a binary fi
 
 def read_range(raw: RawFile, k: int) -> bytes:
     """Range k's whole lines, as bytes."""
-    fs, path = _fs(raw.url)
+    fs, path = _fs(raw.url, raw.fs)
     with fs.open(path, "rb") as f:
         begin = _line_start(f, raw.cuts[k], raw)
         end = _line_start(f, raw.cuts[k + 1], raw)
@@ -291,6 +298,7 @@ def clean_by_ranges(
     pseudonymizer: Pseudonymizer,
     config: CleaningConfig,
     parallelism: int,
+    raw_fs: Any = None,
 ):  # noqa: ANN201 - SparkCleanResult, or None when the ranges cannot be cleaned apart
     """Clean the raw file at `raw_url` into the lake by byte ranges (module docstring); None
     when the batch needs the row-shuffling plan (ids out of order across ranges, or possible
@@ -300,7 +308,7 @@ def clean_by_ranges(
 
     if lake.quarantine_key is not None:
         return None
-    raw = raw_file(raw_url, header, parallelism)
+    raw = raw_file(raw_url, header, parallelism, raw_fs)
     others = {b: c for b, c in lake.commits(CLEAN).items() if b != batch_id}
     task = _Task(raw, batch_id, config, pseudonymizer._key, lake, others)  # noqa: SLF001
     scans = _run(spark, raw.ranges, _scan(task))
