@@ -139,6 +139,68 @@ class StandaloneCluster:
         self._logs.clear()
 
 
+@dataclass
+class SparkConnectServer:
+    """Spark Connect's server (`sc://` clients) as our child process, on a Spark master of its
+    own (`local[2]` by default, or a standalone cluster's URL): its executors run our Python."""
+
+    folder: Path
+    master: str = "local[2]"
+    port: int = field(default_factory=free_port)
+    _process: subprocess.Popen | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sc://{LOOPBACK}:{self.port}"
+
+    def start(self) -> SparkConnectServer:
+        import sys
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.folder / "connect.log", "wb")  # noqa: SIM115 - closed in stop()
+        python = os.environ.get("PYSPARK_PYTHON", sys.executable)
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+            "--name", "Spark Connect server",
+            "--master", self.master,
+            "--conf", f"spark.connect.grpc.binding.address={LOOPBACK}",
+            "--conf", f"spark.connect.grpc.binding.port={self.port}",
+            "--conf", "spark.executorEnv.POLARS_MAX_THREADS=1",
+            "--conf", "spark.ui.enabled=false",
+        ]  # fmt: skip
+        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP=LOOPBACK)
+        # The server's local executors start Python workers with PYSPARK_PYTHON: ours.
+        env.update(PYSPARK_PYTHON=python, SPARK_LOCAL_DIRS=str(self.folder / "local"))
+        self._process = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and self._process.poll() is None:
+            try:
+                with socket.create_connection((LOOPBACK, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        log = (self.folder / "connect.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"Spark Connect server did not start:\n{log}")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 @contextmanager
 def standalone_cluster(folder: Path, workers: int = 2) -> Iterator[StandaloneCluster]:
     cluster = StandaloneCluster(folder, workers=workers).start()

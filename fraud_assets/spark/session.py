@@ -65,8 +65,28 @@ def spark_config(master: str | None = None, extra: dict[str, str] | None = None)
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     }
     config.update(s3a_config())
+    if config["spark.master"].startswith("sc://"):
+        config = _for_spark_connect(config)
     config.update(extra or {})
     return config
+
+
+# Settings a Spark Connect client may set for its session; the rest (memory, UI retention, the
+# executors' Python) are the Connect server's own configuration, which the client cannot change.
+_CONNECT_SESSION_SETTINGS = (
+    "spark.app.name",
+    "spark.sql.session.timeZone",
+    "spark.sql.shuffle.partitions",
+    "spark.sql.execution.arrow.maxRecordsPerBatch",
+    "spark.sql.sources.parallelPartitionDiscovery.threshold",
+)
+
+
+def _for_spark_connect(config: dict[str, str]) -> dict[str, str]:
+    """`spark.remote` names a Connect server (PySpark then builds a remote session, also inside
+    dagster-pyspark's resource); only session settings are sent."""
+    remote = {"spark.remote": config["spark.master"]}
+    return remote | {k: v for k, v in config.items() if k in _CONNECT_SESSION_SETTINGS}
 
 
 def _settings():  # noqa: ANN202 - PlatformSettings
@@ -94,16 +114,16 @@ def start_spark(master: str | None = None, extra: dict[str, str] | None = None) 
     from pyspark.sql import SparkSession
 
     config = spark_config(master, extra)
-    url = config.pop("spark.master")
+    remote = config.pop("spark.remote", None)
     builder = (
-        SparkSession.builder.remote(url)
-        if url.startswith("sc://")
-        else (SparkSession.builder.master(url))
+        SparkSession.builder.remote(remote)
+        if remote
+        else SparkSession.builder.master(config.pop("spark.master"))
     )
     for key, value in config.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    if not url.startswith("sc://"):
+    if not remote:
         session.sparkContext.setLogLevel("WARN")
     return session
 
