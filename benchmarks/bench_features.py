@@ -99,11 +99,12 @@ def measure_spark(source: Path, engine: str, lake_dir: str) -> dict:
 
     from fraud_assets.batch.spark_clean import clean_batch_spark, first_line
     from fraud_assets.batch.spark_features import features_into_lake_spark
+    from fraud_assets.batch.spark_warm_up import warm_up
     from fraud_assets.cleaning import CleaningConfig
     from fraud_assets.lake import Lake
     from fraud_assets.lake.filesystems import filesystem_for
     from fraud_assets.privacy import Pseudonymizer
-    from fraud_assets.spark.session import start_spark, warm_up
+    from fraud_assets.spark.session import start_spark
 
     master = engine.split("=", 1)[1] if "=" in engine else "local[2]"
     extra = {"spark.ui.enabled": "false", "spark.driver.memory": DRIVER_MEMORY}

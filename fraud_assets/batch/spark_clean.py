@@ -167,7 +167,7 @@ def clean_batch_spark(
         spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores, raw_fs=raw_fs
     )
     if done is not None:
-        return done
+        return SparkCleanResult(**done)
     return _clean_by_rows(spark, lake, raw_url, batch_id, pseudonymizer, config, name)
 
 

@@ -53,7 +53,7 @@ def features_into_lake_spark(
     its dates' committed clean files plus the look-back days before them (every feature of a
     row at time t looks at rows in (t - LOOKBACK_DAYS, t] only), runs the default engine
     (`polars_engine.compute_features`) on them and writes its dates' feature rows. No row is
-    shuffled and none reaches the driver. docs/decisions/spark-time-slices.md.
+    shuffled and none reaches the driver. docs/decisions/spark-byte-ranges-and-time-slices.md.
     """
     first = min(dt.date.fromisoformat(known[b].first_date) for b in ready) - dt.timedelta(
         days=LOOKBACK_DAYS

@@ -299,13 +299,12 @@ def clean_by_ranges(
     config: CleaningConfig,
     parallelism: int,
     raw_fs: Any = None,
-):  # noqa: ANN201 - SparkCleanResult, or None when the ranges cannot be cleaned apart
-    """Clean the raw file at `raw_url` into the lake by byte ranges (module docstring); None
-    when the batch needs the row-shuffling plan (ids out of order across ranges, or possible
-    collisions with other batches' ids while the origin must be inferred, or an encrypted
-    restricted zone)."""
-    from fraud_assets.batch.spark_clean import SparkCleanResult
-
+):  # noqa: ANN201 - SparkCleanResult's fields, or None when the ranges cannot be cleaned apart
+    """Clean the raw file at `raw_url` into the lake by byte ranges (module docstring): the
+    commit's figures (`spark_clean.SparkCleanResult`'s fields, a dict: that module calls this
+    one), or None when the batch needs the row-shuffling plan (ids out of order across ranges,
+    or possible collisions with other batches' ids while the origin must be inferred, or an
+    encrypted restricted zone)."""
     if lake.quarantine_key is not None:
         return None
     raw = raw_file(raw_url, header, parallelism, raw_fs)
@@ -333,7 +332,7 @@ def clean_by_ranges(
         return None
     finally:
         sweep(lake, CLEAN, batch_id)
-    return SparkCleanResult(**result)
+    return result
 
 
 class _NotApart(Exception):

@@ -126,32 +126,3 @@ def start_spark(master: str | None = None, extra: dict[str, str] | None = None) 
     if not remote:
         session.sparkContext.setLogLevel("WARN")
     return session
-
-
-def warm_up(spark: SparkSession) -> float:
-    """Start the executors' Python workers and import the engines there; the seconds it took.
-
-    A one-off per worker process (Spark reuses them): the first Python job of a session pays
-    for forking the workers and importing Polars, pyarrow and this package (seconds on a busy
-    machine). Benchmarks call it before timing, so that a batch's figure is the batch's work;
-    a long-running resource pays it once for all its batches.
-    """
-    import time
-
-    import pyarrow as pa
-
-    def load(batches):  # noqa: ANN001, ANN202
-        import fraud_assets.batch.spark_features
-        import fraud_assets.batch.spark_ranges  # noqa: F401 - imported for its cost
-
-        for _ in batches:
-            pass
-        yield pa.RecordBatch.from_pylist([{"ok": 1}], schema=pa.schema([("ok", pa.int64())]))
-
-    try:
-        cores = int(spark.sparkContext.defaultParallelism)
-    except Exception:  # noqa: BLE001 - Spark Connect: no context
-        cores = 2
-    started = time.perf_counter()
-    spark.range(0, cores, 1, cores).mapInArrow(load, "ok long").collect()
-    return time.perf_counter() - started
