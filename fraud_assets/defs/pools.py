@@ -4,7 +4,7 @@ dagster.yaml (fraud_assets/dev/instance.py) gives every pool a default limit of 
 Dagster stores that limit for a pool only when its run queue first meets the pool, after it has
 chosen what to start in that pass: on an instance that never ran a batch, a burst of queued batch
 runs would start together. So the limits are stored before any run is queued: when the instance
-is prepared and at every tick of the sensors that request runs.
+is prepared (`dev/instance.py`) and at every tick of the landing sensor, which queues batch runs.
 """
 
 from __future__ import annotations
