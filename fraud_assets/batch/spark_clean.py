@@ -54,6 +54,7 @@ from fraud_assets.lake.spark_staging import (
     write_staged_by,
 )
 from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.spark.session import cores
 
 ROWS_PER_FILE = 2_000_000  # clean rows per task (and per file of a date) when writing
 ROWS_PER_TASK = 500_000  # below this many rows per core, fewer tasks (and files of a date)
@@ -162,9 +163,8 @@ def clean_batch_spark(
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     from fraud_assets.batch.spark_ranges import clean_by_ranges
 
-    cores = _partitions(spark, 0)
     done = clean_by_ranges(
-        spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores, raw_fs=raw_fs
+        spark, lake, raw_url, header, batch_id, pseudonymizer, config, cores(spark), raw_fs=raw_fs
     )
     if done is not None:
         return SparkCleanResult(**done)
@@ -274,13 +274,10 @@ def _finish(
 def _partitions(spark: SparkSession, rows: int) -> int:
     """Tasks that judge duplicates and write the clean rows: files of at most ROWS_PER_FILE
     rows, and every core busy once there are ROWS_PER_TASK rows for each (rows=0: the cores)."""
-    try:
-        cores = int(spark.sparkContext.defaultParallelism)
-    except Exception:  # noqa: BLE001 - Spark Connect: no context
-        cores = 2
+    slots = cores(spark)
     if rows == 0:
-        return cores
-    return max(1, -(-rows // ROWS_PER_FILE), min(cores, rows // ROWS_PER_TASK))
+        return slots
+    return max(1, -(-rows // ROWS_PER_FILE), min(slots, rows // ROWS_PER_TASK))
 
 
 def _committed_elsewhere(

@@ -13,13 +13,11 @@ docs/decisions/spark-byte-ranges-and-time-slices.md.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from pyspark.sql import SparkSession
 
 from fraud_assets.batch.spark_checks import failure_rows, summarise
@@ -27,6 +25,8 @@ from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.lake import CLEAN, FEATURES, BatchCoverage, Lake, MissingHistoryError
 from fraud_assets.lake.spark_staging import STAGING, StagedFile, adopt_all
 from fraud_assets.lake.store import LABELS
+from fraud_assets.spark.arrow import report, run_numbered, task_number
+from fraud_assets.spark.session import cores
 
 BATCH_FOLDER = "_batch"
 ENGINE = "spark"
@@ -74,12 +74,7 @@ def features_into_lake_spark(
     folder = lake.path(STAGING, FEATURES, f"chunk-{ready[0]}-{secrets.token_hex(4)}")
     task = _SliceTask(lake, tuple(ready), tuple(entries), tuple(labels), tuple(slices), folder)
     try:
-        rows = (
-            spark.range(0, len(slices), 1, len(slices))
-            .mapInArrow(_slice_features(task), "payload string")
-            .collect()
-        )
-        done = [json.loads(r["payload"]) for r in rows]
+        done = run_numbered(spark, len(slices), _slice_features(task))
         files = sorted(
             (
                 StagedFile(path, {BATCH_FOLDER: b, "tx_date": day}, d["k"], n)
@@ -204,10 +199,9 @@ def _slice_features(task: _SliceTask):  # noqa: ANN202 - the mapInArrow function
     def run(batches):  # noqa: ANN001, ANN202
         from pyspark import TaskContext
 
-        ks = [int(v) for b in batches for v in b.column(0).to_pylist()]
-        if not ks:
+        k = task_number(batches)
+        if k < 0:
             return
-        k = ks[0]
         attempt = TaskContext.get().attemptNumber()
         a, b = task.slices[k]
         lake = task.lake
@@ -232,18 +226,13 @@ def _slice_features(task: _SliceTask):  # noqa: ANN202 - the mapInArrow function
                 )
                 lake._write_parquet(path, part.drop("_d"))  # noqa: SLF001 - the lake's writer
                 payload["files"].append([batch, d.isoformat(), path, part.height])
-        yield pa.RecordBatch.from_pylist(
-            [{"payload": json.dumps(payload)}], schema=pa.schema([("payload", pa.string())])
-        )
+        yield from report(payload)
 
     return run
 
 
 def _parallelism(spark: SparkSession) -> int:
-    try:
-        return int(spark.sparkContext.defaultParallelism)
-    except Exception:  # noqa: BLE001 - Spark Connect: no context
-        return int(spark.conf.get("spark.sql.shuffle.partitions") or 2)
+    return cores(spark, int(spark.conf.get("spark.sql.shuffle.partitions") or 2))
 
 
 def _summary(reports: dict) -> dict[str, tuple[int, float, list[str]]]:

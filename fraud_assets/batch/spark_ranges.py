@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,9 +49,9 @@ from fraud_assets.lake import CLEAN, QUARANTINE, RESTRICTED_QUARANTINE, BatchCov
 from fraud_assets.lake.spark_staging import StagedFile, adopt_all, staging_folder, sweep
 from fraud_assets.lake.store import ID_RANGE
 from fraud_assets.privacy import Pseudonymizer
+from fraud_assets.spark.arrow import report, run_numbered, task_number
 
 RAW_RANGE_BYTES = 128 << 20  # a task's share of the raw file (≈ 1.5 M lines)
-_OUT = "payload string"
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -183,34 +182,23 @@ def _origin_days(unique: pl.DataFrame) -> dict[str, int]:
     return {d.isoformat(): int(n) for d, n in counts.iter_rows()}
 
 
-def _emit(payload: dict) -> Iterator[pa.RecordBatch]:
-    yield pa.RecordBatch.from_pylist(
-        [{"payload": json.dumps(payload)}], schema=pa.schema([("payload", pa.string())])
-    )
-
-
-def _task_number(batches: Iterator[pa.RecordBatch]) -> int:
-    ids = [int(v) for b in batches for v in b.column(0).to_pylist()]
-    return ids[0] if ids else -1
-
-
 def _scan(task: _Task):  # noqa: ANN202 - the first job's mapInArrow function
     """Range k's lines; when the origin must be inferred, also the origin days of its distinct
     rows (then the range is parsed; otherwise only its line ends are counted)."""
 
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        k = _task_number(batches)
+        k = task_number(batches)
         if k < 0:
             return
         if task.config.origin_date is not None:
-            yield from _emit({"k": k, "lines": _count(read_range(task.raw, k))})
+            yield from report({"k": k, "lines": _count(read_range(task.raw, k))})
             return
         parsed, lines = _parse(task, k, FIRST_DATA_LINE, lake_lookup=True)
         valid = parsed.valid
         payload: dict = {"k": k, "lines": lines}
         if valid.height:
             payload["days"] = _origin_days(first_occurrences(valid)[0])
-        yield from _emit(payload)
+        yield from report(payload)
 
     return scan
 
@@ -225,7 +213,7 @@ def _writer(task: _Task, first_lines: list[int], origin: dt.date, folder: str): 
         )
         from fraud_assets.batch.spark_checks import failure_rows
 
-        k = _task_number(batches)
+        k = task_number(batches)
         if k < 0:
             return
         attempt = TaskContext.get().attemptNumber()
@@ -279,14 +267,9 @@ def _writer(task: _Task, first_lines: list[int], origin: dt.date, folder: str): 
                 path = f"{folder}/{table}/{name}"
                 lake._write_parquet(path, quarantine.select(columns))  # noqa: SLF001
                 payload["files"].append([table, None, path, quarantine.height])
-        yield from _emit(payload)
+        yield from report(payload)
 
     return write
-
-
-def _run(spark, count: int, function) -> list[dict]:  # noqa: ANN001 - one task per range
-    rows = spark.range(0, count, 1, count).mapInArrow(function, _OUT).collect()
-    return sorted((json.loads(r["payload"]) for r in rows), key=lambda p: p["k"])
 
 
 def clean_by_ranges(
@@ -310,7 +293,7 @@ def clean_by_ranges(
     raw = raw_file(raw_url, header, parallelism, raw_fs)
     others = {b: c for b, c in lake.commits(CLEAN).items() if b != batch_id}
     task = _Task(raw, batch_id, config, pseudonymizer._key, lake, others)  # noqa: SLF001
-    scans = _run(spark, raw.ranges, _scan(task))
+    scans = run_numbered(spark, raw.ranges, _scan(task))
     origin = config.origin_date or _mode_day(scans)
     first_lines, before = [], FIRST_DATA_LINE
     for s in scans:
@@ -321,7 +304,7 @@ def clean_by_ranges(
     try:
         with lake.commit(CLEAN, batch_id) as commit:
             folder = staging_folder(lake, commit)
-            done = _run(spark, raw.ranges, _writer(task, first_lines, origin, folder))
+            done = run_numbered(spark, raw.ranges, _writer(task, first_lines, origin, folder))
             spans = [d["span"] for d in done if "span" in d]
             if any(a[1] >= b[0] for a, b in zip(spans, spans[1:], strict=False)):
                 # An id could repeat across ranges, or the ranges are not in id order: the

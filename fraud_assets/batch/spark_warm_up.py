@@ -28,10 +28,9 @@ def warm_up(spark: SparkSession) -> float:
             pass
         yield pa.RecordBatch.from_pylist([{"ok": 1}], schema=pa.schema([("ok", pa.int64())]))
 
-    try:
-        cores = int(spark.sparkContext.defaultParallelism)
-    except Exception:  # noqa: BLE001 - Spark Connect: no context
-        cores = 2
+    from fraud_assets.spark.session import cores
+
+    slots = cores(spark)
     started = time.perf_counter()
-    spark.range(0, cores, 1, cores).mapInArrow(load, "ok long").collect()
+    spark.range(0, slots, 1, slots).mapInArrow(load, "ok long").collect()
     return time.perf_counter() - started

@@ -126,3 +126,12 @@ def start_spark(master: str | None = None, extra: dict[str, str] | None = None) 
     if not remote:
         session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def cores(spark: SparkSession, connect_default: int = 2) -> int:
+    """The session's task slots (`defaultParallelism`); `connect_default` on Spark Connect,
+    whose clients have no SparkContext to ask."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect: no context
+        return connect_default
