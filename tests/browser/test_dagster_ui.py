@@ -233,10 +233,9 @@ def open_in_new_tab(page: Page, link: Locator) -> Page:
 def pick_partition(page: Page, key: str) -> None:
     """Tick a partition in the launch dialog's open drop-down. The item's own element, not its
     text: the text truncates itself to fit and re-renders while the page is busy, and a click on
-    it once waited 30 s for an element that kept being replaced (a CI failure)."""
-    item = page.locator("label").filter(has=page.locator(f'[data-tooltip="{key}"]'))
-    item.click()
-    expect(item.get_by_role("checkbox")).to_be_checked()
+    it once waited 30 s for an element that kept being replaced (a CI failure). The drop-down
+    may close after the pick: the caller checks the selection in the dialog."""
+    page.locator("label").filter(has=page.locator(f'[data-tooltip="{key}"]')).click()
 
 
 def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_success(
