@@ -334,3 +334,32 @@ def terminal_fraud_runs(
                     run_days[row] = 0.0
                     run_min_amount[row] = 0.0
             block = block_end
+
+
+def prior_flag_counts(
+    const int64_t[::1] order,
+    const int64_t[::1] ids,
+    const int64_t[::1] seconds,
+    const int64_t[::1] flags,
+    int64_t width,
+    int64_t[::1] counts,
+    int64_t[::1] flag_sums,
+):
+    """How many of the entity's rows *before* this one (in (time, id) order) with time in
+    (t - width, t] are flagged; the row itself is never counted.
+
+    `flags` is in grouped order like `ids`; `counts` is written in frame order. `flag_sums` is
+    scratch space of rows + 1 int64.
+    """
+    cdef Py_ssize_t n = order.shape[0], i, start = 0
+    cdef int64_t entity, upto
+    with nogil:
+        flag_sums[0] = 0
+        for i in range(n):
+            flag_sums[i + 1] = flag_sums[i] + (1 if flags[i] else 0)
+        for i in range(n):
+            entity = ids[i]
+            upto = seconds[i] - width
+            while start < i and (ids[start] != entity or seconds[start] <= upto):
+                start += 1
+            counts[order[i]] = flag_sums[i] - flag_sums[start]

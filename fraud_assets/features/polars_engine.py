@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from fraud_assets.features.spec import (
+    CARD_HISTORY_FEATURES,
     CUSTOMER_FEATURES,
     NIGHT_LAST_HOUR,
     RATIO_WINDOWS_DAYS,
@@ -41,7 +42,7 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
             f"customer_amount_ratio_{w}d": pl.col("tx_amount") / pl.col(f"customer_avg_amount_{w}d")
             for w in RATIO_WINDOWS_DAYS
         },
-        **{name: columns[name] for name in TERMINAL_RUN_FEATURES},
+        **{name: columns[name] for name in TERMINAL_RUN_FEATURES + CARD_HISTORY_FEATURES},
     )
 
 

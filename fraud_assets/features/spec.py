@@ -21,6 +21,9 @@ terminal_fraud_run_days: among the terminal's transactions with time in (t - (d+
     (cut at the window's start); 0.0 when the last is genuine or there are none.
 terminal_fraud_run_min_amount: over that same run (same window, same cut), the smallest
     tx_amount of its frauds; 0.0 when the last is genuine or there are none.
+customer_prior_outliers_7d: how many of the customer's transactions *before* this one in
+    (time, id) order, with time in (t - 7*86400, t], had their own customer_amount_ratio_30d
+    above OUTLIER_RATIO (3); the current transaction is never counted.
 """
 
 from __future__ import annotations
@@ -58,4 +61,18 @@ RUN_WINDOW_DAYS = max(WINDOWS_DAYS)
 # the card's usual ones) that happened to be the terminal's newest known transaction.
 TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days", "terminal_fraud_run_min_amount"]
 
-FEATURE_COLUMNS = AMOUNT_FEATURES + BASELINE_FEATURES + EXTRA_FEATURES + TERMINAL_RUN_FEATURES
+# A compromised card (scenario 3) pays x5 about one time in three for 14 days, but a x5 drawn
+# from a low amount hides beside the card's mean: what gives it away is the card's *earlier*
+# transactions of the week that stood far above their own 30-day mean.
+OUTLIER_RATIO = 3.0
+OUTLIER_RATIO_WINDOW_DAYS = 30  # the ratio an earlier transaction is judged by
+PRIOR_OUTLIER_WINDOW_DAYS = 7
+CARD_HISTORY_FEATURES = [f"customer_prior_outliers_{PRIOR_OUTLIER_WINDOW_DAYS}d"]
+
+FEATURE_COLUMNS = (
+    AMOUNT_FEATURES
+    + BASELINE_FEATURES
+    + EXTRA_FEATURES
+    + TERMINAL_RUN_FEATURES
+    + CARD_HISTORY_FEATURES
+)

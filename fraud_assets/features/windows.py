@@ -14,10 +14,15 @@ import polars as pl
 from fraud_assets.features._window_scan import customer_windows as _customer_scan
 from fraud_assets.features._window_scan import customer_windows_exact as _customer_scan_exact
 from fraud_assets.features._window_scan import group_rows as _group_rows
+from fraud_assets.features._window_scan import prior_flag_counts as _prior_flag_scan
 from fraud_assets.features._window_scan import terminal_fraud_runs as _terminal_run_scan
 from fraud_assets.features._window_scan import terminal_windows as _terminal_scan
 from fraud_assets.features.spec import (
+    CARD_HISTORY_FEATURES,
     LABEL_DELAY_DAYS,
+    OUTLIER_RATIO,
+    OUTLIER_RATIO_WINDOW_DAYS,
+    PRIOR_OUTLIER_WINDOW_DAYS,
     RUN_WINDOW_DAYS,
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
@@ -72,7 +77,8 @@ def exact_scale(amount: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 
 def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
-    """customer_nb_tx_{w}d and customer_avg_amount_{w}d over (t - w, t], this row included."""
+    """customer_nb_tx_{w}d and customer_avg_amount_{w}d over (t - w, t], this row included,
+    and the card's earlier outliers (customer_prior_outliers_7d) from the 30-day means."""
     amount = frame["tx_amount"].to_numpy().astype(np.float64, copy=False)
     exact = exact_scale(amount)
     if exact is None:  # amounts beyond 6 decimals: plain double sums
@@ -85,7 +91,13 @@ def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
         counts, means = _outputs(len(order))
         scratch = np.empty(len(order), dtype=np.int64)
         _customer_scan_exact(order, ids, seconds, values, scale, _WIDTHS, counts, means, scratch)
-    return _named(counts, "customer_nb_tx_{}d", means, "customer_avg_amount_{}d")
+    ratio = amount / means[WINDOWS_DAYS.index(OUTLIER_RATIO_WINDOW_DAYS)]  # as the feature is
+    flags = (ratio > OUTLIER_RATIO).astype(np.int64)[order]
+    prior = np.empty(len(order), dtype=np.int64)
+    width = PRIOR_OUTLIER_WINDOW_DAYS * SECONDS_PER_DAY
+    _prior_flag_scan(order, ids, seconds, flags, width, prior, np.empty(len(order) + 1, np.int64))
+    (name,) = CARD_HISTORY_FEATURES
+    return _named(counts, "customer_nb_tx_{}d", means, "customer_avg_amount_{}d") | {name: prior}
 
 
 def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:

@@ -67,23 +67,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from fraud_assets.features.spec import (
+    CARD_HISTORY_FEATURES,
     FEATURE_COLUMNS,
     LABEL_DELAY_DAYS,
     NIGHT_LAST_HOUR,
+    OUTLIER_RATIO,
+    OUTLIER_RATIO_WINDOW_DAYS,
+    PRIOR_OUTLIER_WINDOW_DAYS,
     RATIO_WINDOWS_DAYS,
     RUN_WINDOW_DAYS,
     SECONDS_PER_DAY,
     WINDOWS_DAYS,
 )
+from fraud_assets.features.windows import customer_windows
 
 CUSTOMER_RETENTION_SECONDS = max(WINDOWS_DAYS) * SECONDS_PER_DAY
 TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PER_DAY
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
 _RUN_SECONDS = RUN_WINDOW_DAYS * SECONDS_PER_DAY
+_OUTLIER_WINDOW = WINDOWS_DAYS.index(OUTLIER_RATIO_WINDOW_DAYS)  # the window a ratio is judged on
+(_PRIOR_OUTLIERS,) = CARD_HISTORY_FEATURES
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
 DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
 SNAPSHOT_COLUMNS = (
@@ -158,6 +166,7 @@ class _Bounds:
     """Window edges for a transaction at t, all in seconds since the origin."""
 
     customer_after: tuple[int, ...]  # customer window w: time > customer_after[w], up to t
+    prior_after: int  # the card's earlier outliers: time > prior_after, before the transaction
     terminal_upto: int  # terminal windows: time <= t - d ...
     terminal_after: tuple[int, ...]  # ... and time > t - d - w
 
@@ -166,6 +175,7 @@ class _Bounds:
         upto = t - _DELAY_SECONDS
         return cls(
             customer_after=tuple(t - w * SECONDS_PER_DAY for w in WINDOWS_DAYS),
+            prior_after=t - PRIOR_OUTLIER_WINDOW_DAYS * SECONDS_PER_DAY,
             terminal_upto=upto,
             terminal_after=tuple(upto - w * SECONDS_PER_DAY for w in WINDOWS_DAYS),
         )
@@ -181,6 +191,13 @@ class _Windows:
     terminal_frauds: tuple[int, ...]
     terminal_run_seconds: int = 0  # t - start of the terminal's newest known fraud run, or 0
     terminal_run_min_amount: float = 0.0  # smallest amount of that run's frauds, or 0.0
+    customer_prior_outliers: int = 0  # the card's earlier transactions flagged as outliers
+
+
+def _is_outlier(amount: float, total: float, count: int) -> bool:
+    """The transaction's own customer_amount_ratio_30d above OUTLIER_RATIO: the same two
+    divisions as `_assemble` (and the batch engines), so the flag agrees with the feature."""
+    return amount / (total / count) > OUTLIER_RATIO
 
 
 def _assemble(tx: Transaction, windows: _Windows) -> Features:
@@ -203,6 +220,7 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
         out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
     out["terminal_fraud_run_days"] = windows.terminal_run_seconds / SECONDS_PER_DAY
     out["terminal_fraud_run_min_amount"] = windows.terminal_run_min_amount
+    out[_PRIOR_OUTLIERS] = windows.customer_prior_outliers
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
 
@@ -328,10 +346,16 @@ class OnlineFeatureStore(ABC):
         rows = (
             clean.select(columns)
             .unique("transaction_id", keep="first", maintain_order=True)
-            .filter(pl.col("tx_time_seconds") > newest - self.terminal_retention)
-            .with_columns(pl.col("tx_fraud").cast(pl.Boolean))
             .sort("tx_time_seconds", "transaction_id")
         )
+        # Each row's outlier flag from its 30-day mean over every row given (before the cut):
+        # exact for the rows a new transaction's prior window can reach when the rows span the
+        # state's days (publish.STATE_DAYS), as the batch engines compute it.
+        means = customer_windows(rows)[f"customer_avg_amount_{OUTLIER_RATIO_WINDOW_DAYS}d"]
+        amount = rows["tx_amount"].to_numpy().astype(np.float64, copy=False)
+        rows = rows.with_columns(
+            pl.col("tx_fraud").cast(pl.Boolean), outlier=pl.Series(amount / means > OUTLIER_RATIO)
+        ).filter(pl.col("tx_time_seconds") > newest - self.terminal_retention)
         return rows if rows.height else None
 
 
@@ -386,7 +410,9 @@ class InMemoryFeatureStore(OnlineFeatureStore):
     ) -> None:
         super().__init__(late_grace_seconds, max_skew_seconds)
         self._lock = threading.Lock()
-        self._customers: dict[int, list[tuple[int, int, float]]] = {}  # (time, id, amount)
+        # (time, id, amount, outlier): outlier is the entry's own 30-day ratio above the limit,
+        # fixed when it was scored (or published) and never revised.
+        self._customers: dict[int, list[tuple[int, int, float, bool]]] = {}
         self._terminal_tx: dict[int, list[tuple[int, int]]] = {}  # (time, id)
         self._terminal_fraud: dict[int, list[tuple[int, int]]] = {}  # (time, id) of frauds
         self._versions: dict[int, Transaction] = {}  # id -> first version
@@ -409,13 +435,20 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             base = t if self._clock is None else min(t, self._clock + self.late_grace_seconds)
             self._clock = t if self._clock is None else max(t, self._clock)
             rows = self._customers.setdefault(tx.customer_id, [])
-            _insert(rows, (t, tid, tx.tx_amount))
-            end = bisect_right(rows, (t, tid, math.inf))  # just after tx in (time, id) order
+            at = bisect_left(rows, (t, tid))  # tx's place in (time, id) order
+            new = at == len(rows) or rows[at][:2] != (t, tid)
+            if new:
+                rows.insert(at, (t, tid, tx.tx_amount, False))
+            end = at + 1
             counts, sums = [], []
             for after in bounds.customer_after:
                 start = _after(rows, after)
                 counts.append(end - start)
                 sums.append(sum(r[2] for r in rows[start:end]))
+            if new:
+                k = _OUTLIER_WINDOW
+                rows[at] = (t, tid, tx.tx_amount, _is_outlier(tx.tx_amount, sums[k], counts[k]))
+            prior = sum(1 for r in rows[_after(rows, bounds.prior_after) : at] if r[3])
             cut = _after(rows, base - self.customer_retention)
             if cut:
                 del rows[:cut]
@@ -436,7 +469,9 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 if cut:
                     del lst[:cut]
             self._prune_ids(cutoff)
-        return tx, _Windows(tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds, run_min)
+        return tx, _Windows(
+            tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds, run_min, prior
+        )
 
     def _remember(self, tx: Transaction) -> None:
         self._versions[tx.transaction_id] = tx
@@ -486,14 +521,15 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             added = 0
             touched: set[int] = set()
             labels: dict[int, tuple[set, set]] = {}  # terminal -> (frauds, genuine) entries
-            for tid, cid, term, amount, t, fraud, when in rows.iter_rows():
+            for tid, cid, term, amount, t, fraud, when, outlier in rows.iter_rows():
                 known = self._versions.get(tid)
                 if known is None:
                     known = Transaction(tid, when, cid, term, amount, t)
                     self._remember(known)
                     added += 1
                     if t > customer_from:
-                        self._customers.setdefault(cid, []).append((t, tid, float(amount)))
+                        entry = (t, tid, float(amount), bool(outlier))
+                        self._customers.setdefault(cid, []).append(entry)
                         touched.add(cid)
                     self._terminal_tx.setdefault(term, []).append((t, tid))
                 entry = (known.tx_time_seconds, tid)
@@ -539,8 +575,11 @@ _PUBLISH_LUA = _lua("publish.lua")
 _SNAPSHOT_CHUNK = 500  # ZADD commands per pipeline round trip
 
 
-def _customer_member(transaction_id: int, amount: float) -> str:
-    return f"{transaction_id:0{_ID_WIDTH}d}:{float(amount)!r}"  # repr round-trips the float
+def _customer_member(transaction_id: int, amount: float, outlier: bool | None = None) -> str:
+    """`<20-digit id>:<amount>` (repr round-trips the float), then `:1` for an outlier entry or
+    `:0` for another; without a flag, the form the scoring script completes itself."""
+    member = f"{transaction_id:0{_ID_WIDTH}d}:{float(amount)!r}"
+    return member if outlier is None else f"{member}:{int(outlier)}"
 
 
 def _glob_escape(text: str) -> str:
@@ -550,7 +589,8 @@ def _glob_escape(text: str) -> str:
 class RedisFeatureStore(OnlineFeatureStore):
     """History in Redis sorted sets; one Lua script per scored transaction (atomic).
 
-    Keys, under `prefix`: `cust:{id}` (members "<id>:<amount>", score = time), `term:{id}:tx`
+    Keys, under `prefix`: `cust:{id}` (members "<id>:<amount>:<outlier 1/0>", score = time;
+    state written before the outlier flag, "<id>:<amount>", reads as not an outlier), `term:{id}:tx`
     and `term:{id}:fraud` (members = transaction ids, score = time), `tx:versions` (hash: id ->
     first version), `tx:times` (id by time, to prune that hash), `clock` (newest time held) and
     `state:batches` (hash: batch id -> rows published). The script touches one customer and one
@@ -659,6 +699,9 @@ class RedisFeatureStore(OnlineFeatureStore):
             *bounds.terminal_after,
             self.late_grace_seconds,
             bounds.terminal_upto - _RUN_SECONDS,
+            _OUTLIER_WINDOW + 1,
+            repr(OUTLIER_RATIO),
+            bounds.prior_after,
         ]
         return {"keys": self._keys(tx.customer_id, tx.terminal_id), "args": args}
 
@@ -672,6 +715,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
             terminal_run_seconds=int(reply[4 * n]),
             terminal_run_min_amount=float(reply[4 * n + 1]),
+            customer_prior_outliers=int(reply[4 * n + 2]),
         )
 
     def seen(self, transaction_id: int) -> Transaction | None:
@@ -742,7 +786,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             args += [
                 tx.transaction_id,
                 tx.tx_time_seconds,
-                _customer_member(tx.transaction_id, tx.tx_amount),
+                _customer_member(tx.transaction_id, tx.tx_amount, r["outlier"]),
                 tx.version(),
                 1 if r["tx_fraud"] else 0,
                 label_tx.tx_time_seconds,

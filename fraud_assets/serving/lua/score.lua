@@ -4,12 +4,16 @@
 -- ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
 --       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
 --       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
---       13+2n late grace, 14+2n lower edge of the terminal's fraud-run window.
+--       13+2n late grace, 14+2n lower edge of the terminal's fraud-run window, 15+2n the
+--       (1-based) window whose mean judges an outlier, 16+2n the outlier ratio, 17+2n lower
+--       edge of the card's earlier-outliers window.
 -- Replies: {"version", <stored version>} when the id is held with another version (the caller
 -- scores that one instead); {"future"|"stale", clock} when the time guard refuses; otherwise
--- {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>" scored by time:
--- ZRANGEBYSCORE returns them in (time, id) order, and members in the current second with a
--- larger id are skipped. Sums are returned as %.17g strings (a Lua number reply would be
+-- {"ok", counts and sums...}. Customer members are "<20-digit id>:<amount>:<outlier 1/0>"
+-- scored by time (ARGV[2] is the member without its flag; state from before the flag has no
+-- ":<flag>" and is read as 0): ZRANGEBYSCORE returns them in (time, id) order, and members in
+-- the current second with a larger id are skipped. A new member's flag is its own ratio over
+-- the outlier window's mean, computed here once and never revised. Sums are returned as %.17g strings (a Lua number reply would be
 -- truncated to an integer).
 local t = tonumber(ARGV[1])
 local pid = ARGV[3]
@@ -29,7 +33,16 @@ if not prev then
   redis.call('ZADD', KEYS[5], t, ARGV[4])
 end
 if (not clock) or t > clock then redis.call('SET', KEYS[6], ARGV[1]) end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local held = nil
+if prev then
+  for _, m in ipairs({ARGV[2] .. ':1', ARGV[2] .. ':0', ARGV[2]}) do
+    if redis.call('ZSCORE', KEYS[1], m) then
+      held = m
+      break
+    end
+  end
+end
+if not held then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2] .. ':0') end
 local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[9], ARGV[1], 'WITHSCORES')
 local counts, sums, lows = {}, {}, {}
 for i = 1, n do
@@ -37,17 +50,32 @@ for i = 1, n do
   sums[i] = 0
   lows[i] = tonumber(ARGV[12 + i])
 end
+local prior_low = tonumber(ARGV[17 + 2 * n])
+local prior = 0
 for j = 1, #rows, 2 do
   local member = rows[j]
   local s = tonumber(rows[j + 1])
-  if s < t or string.sub(member, 1, 20) <= pid then
-    local amount = tonumber(string.sub(member, 22))
+  local id = string.sub(member, 1, 20)
+  if s < t or id <= pid then
+    local body = string.sub(member, 22)
+    local flag = string.sub(body, -2)
+    if flag == ':1' or flag == ':0' then body = string.sub(body, 1, -3) end
+    local amount = tonumber(body)
     for i = 1, n do
       if s > lows[i] then
         counts[i] = counts[i] + 1
         sums[i] = sums[i] + amount
       end
     end
+    if flag == ':1' and s > prior_low and id ~= pid then prior = prior + 1 end
+  end
+end
+if not held then
+  local k = tonumber(ARGV[15 + 2 * n])
+  local amount = tonumber(string.sub(ARGV[2], 22))
+  if amount / (sums[k] / counts[k]) > tonumber(ARGV[16 + 2 * n]) then
+    redis.call('ZREM', KEYS[1], ARGV[2] .. ':0')
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2] .. ':1')
   end
 end
 local out = {'ok'}
@@ -85,6 +113,7 @@ for j = #entries, 1, -1 do
 end
 out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
 out[#out + 1] = run_min and string.format('%.17g', run_min) or '0'
+out[#out + 1] = prior
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 local ccut = base - tonumber(ARGV[5])
 local tcut = base - tonumber(ARGV[6])
