@@ -75,6 +75,26 @@ def test_terminal_risk_uses_only_labels_older_than_the_7_day_delay():
     assert (f[7]["terminal_nb_tx_30d"], f[7]["terminal_risk_30d"]) == (0, 0.0)
 
 
+def test_prior_outliers_count_the_cards_earlier_outliers_of_the_week_never_the_current_one():
+    small = [(i, i * 3600, 7, 1, 10.0, 0) for i in range(1, 5)]
+    f = features_of(
+        [
+            *small,
+            (5, 5 * 3600, 7, 1, 200.0, 0),  # 200 / (240 / 5) > 3: an outlier
+            (6, 5 * 3600, 8, 1, 900.0, 0),  # another card's outlier never counts
+            (7, 6 * 3600, 7, 1, 10.0, 0),
+            (8, 5 * 3600 + 7 * DAY, 7, 1, 10.0, 0),  # exactly 7 days after #5: #5 is out
+            (9, 5 * 3600 + 7 * DAY - 1, 7, 1, 10.0, 0),  # one second younger: #5 is in
+        ]
+    )
+    assert f[5]["customer_amount_ratio_30d"] > 3
+    assert f[5]["customer_prior_outliers_7d"] == 0  # itself never
+    assert f[7]["customer_prior_outliers_7d"] == 1
+    assert f[9]["customer_prior_outliers_7d"] == 1
+    assert f[8]["customer_prior_outliers_7d"] == 0
+    assert f[6]["customer_prior_outliers_7d"] == 0
+
+
 def test_weekend_and_night_flags():
     f = features_of(
         [
@@ -92,9 +112,13 @@ def spec_features_row_by_row(rows) -> dict[int, dict]:  # noqa: ANN001
     """docs/features.md read literally, one row at a time: slow, obviously right."""
     order = sorted(rows, key=lambda r: (r[1], r[0]))  # (time, id): arrival order
     out = {}
-    for position, (tx, t, customer, terminal, _amount, _fraud) in enumerate(order):
+    ratio_30d = {}  # each transaction's own amount / its card's 30-day mean
+    for position, (tx, t, customer, terminal, amount, _fraud) in enumerate(order):
         mine = [r for r in order[: position + 1] if r[2] == customer]
-        row = {}
+        month = [r for r in mine if r[1] > t - 30 * DAY]
+        ratio_30d[tx] = amount / (sum(r[4] for r in month) / len(month))
+        earlier_week = [r for r in mine[:-1] if r[1] > t - 7 * DAY]
+        row = {"customer_prior_outliers_7d": sum(ratio_30d[r[0]] > 3 for r in earlier_week)}
         for w in WINDOWS_DAYS:
             window = [r for r in mine if r[1] > t - w * DAY]
             row[f"customer_nb_tx_{w}d"] = len(window)

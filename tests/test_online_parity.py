@@ -235,6 +235,76 @@ def test_synthetic_months_with_exact_window_edges_and_pruning(
     assert_parity(replay(make_store(late_grace_seconds=grace), clean), compute_features(clean))
 
 
+def card_outliers(days: int = 40, n: int = 900) -> pl.DataFrame:
+    """Few cards paying small amounts with one in ten far larger (an outlier against the card's
+    30-day mean), on a 6-hour grid: the prior-outlier window's edge is hit exactly, and
+    several transactions share a second."""
+    rng = random.Random(11)
+    rows = []
+    for tid in range(1, n + 1):
+        seconds = rng.randrange(0, days * 4) * 6 * 3600 + rng.choice([0, 0, 1])
+        amount = rng.randint(100, 5000) / 100 * (20 if rng.random() < 0.1 else 1)
+        rows.append((tid, seconds, rng.randrange(8), rng.randrange(5), amount, 0))
+    return frame(rows)
+
+
+@pytest.mark.parametrize("grace", [0, DAY])
+def test_card_outliers_online_match_batch_with_exact_window_edges(
+    make_store: Callable[..., OnlineFeatureStore], grace: int
+) -> None:
+    clean = card_outliers()
+    batch = compute_features(clean)
+    assert (batch["customer_prior_outliers_7d"] >= 2).sum() > 100  # the case is exercised
+    assert_parity(replay(make_store(late_grace_seconds=grace), clean), batch)
+
+
+def test_card_outliers_after_a_snapshot_match_batch(store: OnlineFeatureStore) -> None:
+    """A started service takes each published transaction's outlier flag from the snapshot
+    (computed over the rows given, as batch does), then flags new ones as it scores them."""
+    clean = card_outliers()
+    batch = compute_features(clean)
+    cut = 25 * DAY
+    store.publish_snapshot(clean.filter(pl.col("tx_time_seconds") < cut))
+    after = clean.filter(pl.col("tx_time_seconds") >= cut)
+    online = replay(store, after)
+    first_week = online.filter(
+        pl.col("transaction_id").is_in(
+            after.filter(pl.col("tx_time_seconds") < cut + 7 * DAY)["transaction_id"].implode()
+        )
+    )
+    assert (first_week["customer_prior_outliers_7d"] > 0).sum() > 20  # read from the snapshot
+    assert_parity(online, batch)
+
+
+def test_a_retried_outlier_keeps_one_entry_and_its_flag(store: OnlineFeatureStore) -> None:
+    for i in range(4):
+        store.features_for(tx(i, i * 3600, customer=1, amount=10.0))
+    store.features_for(tx(10, 5 * 3600, customer=1, amount=500.0))  # ratio 500/90 > 3
+    again = store.features_for(tx(10, 5 * 3600, customer=1, amount=500.0))
+    assert again["customer_nb_tx_1d"] == 5  # counted once
+    assert again["customer_prior_outliers_7d"] == 0  # never itself
+    later = store.features_for(tx(11, 6 * 3600, customer=1, amount=10.0))
+    assert later["customer_nb_tx_1d"] == 6
+    assert later["customer_prior_outliers_7d"] == 1
+    # A retry after the card moved on is still scored as its first version, flag kept.
+    store.features_for(tx(10, 5 * 3600, customer=1, amount=500.0))
+    assert store.features_for(tx(12, 7 * 3600, customer=1))["customer_prior_outliers_7d"] == 1
+
+
+def test_redis_state_from_before_the_outlier_flag_is_read_as_not_outliers(redis_client) -> None:
+    """A card entry written by an earlier version ("<id>:<amount>", no flag) still counts in
+    the card's windows, as no outlier."""
+    store = RedisFeatureStore(redis_client, prefix=f"fraud-test:{uuid.uuid4().hex}:")
+    try:
+        store.features_for(tx(1, 0, customer=1, amount=10.0))
+        redis_client.zadd(f"{store.prefix}cust:1", {f"{2:020d}:{400.0!r}": 60})
+        f = store.features_for(tx(3, 120, customer=1, amount=10.0))
+        assert (f["customer_nb_tx_1d"], f["customer_avg_amount_1d"]) == (3, 140.0)
+        assert f["customer_prior_outliers_7d"] == 0
+    finally:
+        store.clear()
+
+
 def test_history_is_pruned_to_the_retention(store: OnlineFeatureStore) -> None:
     for i in range(60):  # one a day for 60 days, one customer, one terminal
         store.features_for(tx(i, i * DAY, customer=1, terminal=1))
@@ -407,6 +477,7 @@ def test_the_simulated_days_exercise_every_feature(simulated) -> None:
     assert (batch["terminal_fraud_run_days"] > 0).sum() > 10
     run_min = batch.filter(pl.col("terminal_fraud_run_min_amount") > 0)
     assert run_min["terminal_fraud_run_min_amount"].n_unique() > 5
+    assert (batch["customer_prior_outliers_7d"] > 0).sum() > 10
     # (the synthetic months, 20 % fraud on 4 terminals, hold many runs of several frauds)
     months = compute_features(synthetic_months())
     several = months.filter(pl.col("terminal_fraud_run_days") > LONG_RUN_DAYS)

@@ -11,7 +11,12 @@ import polars as pl
 
 from fraud_assets.cleaning import CleaningConfig, CleanResult, clean_batch
 from fraud_assets.features.polars_engine import compute_features
-from fraud_assets.features.spec import CALENDAR_FEATURES, FEATURE_COLUMNS, LOOKBACK_DAYS
+from fraud_assets.features.spec import (
+    CALENDAR_FEATURES,
+    COUNT_FEATURES,
+    FEATURE_COLUMNS,
+    LOOKBACK_DAYS,
+)
 from fraud_assets.lake import (
     CLEAN,
     FEATURES,
@@ -253,7 +258,7 @@ def _like_polars_engine(features: pl.DataFrame, history: pl.DataFrame) -> pl.Dat
         if name in CALENDAR_FEATURES:
             types[name] = pl.Int8
         else:
-            types[name] = pl.Int64 if "_nb_tx_" in name else pl.Float64
+            types[name] = pl.Int64 if name in COUNT_FEATURES else pl.Float64
     out = features.select(list(types))
     # Spark hands naive timestamps back as UTC instants; the clean table's are naive.
     zoned = [n for n, t in out.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]

@@ -293,5 +293,6 @@ TransactionFeatures = TableSchema(
         Column("tx_during_night", pl.Int8(), (isin([0, 1]),)),
         Column("customer_amount_ratio_30d", pl.Float64(), (gt(0),)),
         *_window_columns(),
+        Column("customer_prior_outliers_7d", pl.Int64(), (ge(0),)),
     ),
 )

@@ -6,12 +6,13 @@ no shuffle at all.
 
 The rows are hash-partitioned by customer and sorted by (time, id) inside each partition; each
 partition is then scanned once by the default engine's compiled scan (`windows.customer_windows`),
-every window in the same pass, inside `mapInArrow`. The same again by terminal, which also adds
-the terminal's fraud-run features (in the same compiled terminal scan), the calendar
-flags and the amount ratios. So there is no sort per window, and the arithmetic is
-the default engine's own (exact window sums: the same bits whatever rows share a partition).
-A partition must hold all rows of its entities, so partitions are sized to fit an executor
-(`partitions`, default: Spark's shuffle partitions). Nothing is collected to the driver.
+every window and the card's earlier outliers in the same pass, inside `mapInArrow`. The same
+again by terminal, which also adds the terminal's fraud-run features (in the same compiled
+terminal scan), the calendar flags and the amount ratios. So there is no sort per window,
+and the arithmetic is the default engine's own (exact window sums: the same bits whatever
+rows share a partition). A partition must hold all rows of its entities, so partitions are
+sized to fit an executor (`partitions`, default: Spark's shuffle partitions). Nothing is
+collected to the driver.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pyspark.sql.types import (
 
 from fraud_assets.features.spec import (
     CALENDAR_FEATURES,
+    CARD_HISTORY_FEATURES,
+    COUNT_FEATURES,
     CUSTOMER_FEATURES,
     FEATURE_COLUMNS,
     NIGHT_LAST_HOUR,
@@ -45,12 +48,13 @@ from fraud_assets.features.windows import customer_windows, terminal_windows
 from fraud_assets.spark.arrow import partition_frame
 
 _ORDER = ("tx_time_seconds", "transaction_id")
+_CUSTOMER_PASS = CUSTOMER_FEATURES + CARD_HISTORY_FEATURES  # all from the card's own rows
 
 
 def _feature_type(name: str):  # noqa: ANN202 - a Spark DataType
     if name in CALENDAR_FEATURES:
         return ByteType()
-    return LongType() if "_nb_tx_" in name else DoubleType()
+    return LongType() if name in COUNT_FEATURES else DoubleType()
 
 
 def compute_features_spark(
@@ -74,7 +78,7 @@ def compute_features_spark(
         clean = clean.withColumn("tx_datetime", F.col("tx_datetime").cast(TimestampNTZType()))
     base = list(clean.schema.fields)
     customer_schema = StructType(
-        base + [StructField(n, _feature_type(n)) for n in CUSTOMER_FEATURES]
+        base + [StructField(n, _feature_type(n)) for n in _CUSTOMER_PASS]
     )
     inputs = [f.name for f in base]
     # An input that is also a feature (`tx_amount`) stays where it is, as in the default engine.
@@ -122,7 +126,7 @@ def _scan(
 
 def _customer_pass(frame: pl.DataFrame) -> pl.DataFrame:
     columns = customer_windows(frame)
-    return frame.with_columns(**{name: columns[name] for name in CUSTOMER_FEATURES})
+    return frame.with_columns(**{name: columns[name] for name in _CUSTOMER_PASS})
 
 
 def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:

@@ -69,6 +69,11 @@ OUTLIER_RATIO_WINDOW_DAYS = 30  # the ratio an earlier transaction is judged by
 PRIOR_OUTLIER_WINDOW_DAYS = 7
 CARD_HISTORY_FEATURES = [f"customer_prior_outliers_{PRIOR_OUTLIER_WINDOW_DAYS}d"]
 
+# Integer features (every other is a double, the calendar flags 0/1).
+COUNT_FEATURES = [n for n in CUSTOMER_FEATURES + TERMINAL_FEATURES if "_nb_tx_" in n] + [
+    *CARD_HISTORY_FEATURES
+]
+
 FEATURE_COLUMNS = (
     AMOUNT_FEATURES
     + BASELINE_FEATURES

@@ -42,6 +42,9 @@ Semantics (the same as `spec`, stated for one transaction at a time)
     minus the customer retention, is refused with `TimeRefused` and changes nothing. Pruning
     is measured from min(t, clock + grace), so no transaction, however far ahead, erases
     history the others still need. An empty store has no clock and accepts the first transaction.
+    Outlier flags. Each card entry keeps whether its own 30-day amount ratio was above
+    OUTLIER_RATIO, decided once, when it was scored (or published: computed over the snapshot's
+    rows), for `customer_prior_outliers_7d`.
     Labels. `record_label(transaction_id, fraud)` applies to a transaction the store has seen
     (scored, or published from a batch) and returns its version; an unknown id returns None
     and changes nothing. Labels can be corrected (fraud -> genuine and back).
