@@ -172,9 +172,11 @@ def test_a_good_champion_does_not_trigger_retraining(resources, feature_lake):
         dg.materialize([challenger_model, champion_review], resources=resources, instance=instance)
         values = []
         for day in dates[-12:-10]:
-            meta = _measure(instance, resources, day.isoformat()).asset_materializations_for_node(
-                "champion_performance"
-            )[0].metadata
+            meta = (
+                _measure(instance, resources, day.isoformat())
+                .asset_materializations_for_node("champion_performance")[0]
+                .metadata
+            )
             values.append(meta["average_precision"].value)
         with dg.build_sensor_context(
             instance=instance, cursor=None, resources=defs.resources, definitions=defs

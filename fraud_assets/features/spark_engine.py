@@ -77,9 +77,7 @@ def compute_features_spark(
         spark.conf.set("spark.sql.session.timeZone", "UTC")
         clean = clean.withColumn("tx_datetime", F.col("tx_datetime").cast(TimestampNTZType()))
     base = list(clean.schema.fields)
-    customer_schema = StructType(
-        base + [StructField(n, _feature_type(n)) for n in _CUSTOMER_PASS]
-    )
+    customer_schema = StructType(base + [StructField(n, _feature_type(n)) for n in _CUSTOMER_PASS])
     inputs = [f.name for f in base]
     # An input that is also a feature (`tx_amount`) stays where it is, as in the default engine.
     names = inputs + [n for n in FEATURE_COLUMNS if n not in inputs]
