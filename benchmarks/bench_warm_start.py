@@ -4,7 +4,7 @@ A lake of --days simulated days (reference size by default: 5,000 cards, 10,000 
 built once under --workdir (simulate, clean each day into the lake). Then, --repeat times each:
 
 - in-process: `online_state.publish.warm_start` into a fresh `InMemoryFeatureStore`, exactly what
-  `fraud serve` does at start (the newest 39 days of the clean table);
+  `fraud serve` does at start (the newest 69 days of the clean table);
 - Redis: `online_state.publish.publish_batches` of the same batches into a `RedisFeatureStore`
   under a fresh key prefix on --redis-url (what the `online_feature_state` asset does), the
   prefix deleted afterwards.

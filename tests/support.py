@@ -8,6 +8,7 @@ import datetime as dt
 import socket
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from fraud_assets.lake.filesystems import filesystem_for
@@ -81,3 +82,23 @@ S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 FEATURE_LAKE_START = dt.date(2024, 3, 1)
 FEATURE_LAKE_DAYS = 42  # SMALL_TRAINING needs 35
+
+
+def months_of_cards_and_frauds(days: int, first: int, seed: int) -> list[tuple]:
+    """Few cards and terminals, amounts that jump, frauds here and there; terminal 0 is
+    compromised from 36 days before `first` on (every transaction a fraud), and the cards paid
+    20 times more before that, so the oldest frauds of its run have small 30-day ratios that
+    only the history before them explains."""
+    rng = np.random.default_rng(seed)
+    n = days * 40
+    times = np.sort(rng.integers(0, days * 86_400, n))
+    terminals = rng.integers(0, 6, n)
+    scale = np.where(times < first - 37 * 86_400, 20.0, 1.0)
+    amounts = np.round(rng.exponential(30.0, n) * scale + 0.01, 2)
+    frauds = (rng.random(n) < 0.1) | ((terminals == 0) & (times >= first - 36 * 86_400))
+    return [
+        (i + 1, int(t), int(c), int(m), float(a), int(f))
+        for i, (t, c, m, a, f) in enumerate(
+            zip(times, rng.integers(0, 12, n), terminals, amounts, frauds, strict=True)
+        )
+    ]

@@ -13,11 +13,16 @@ from fraud_assets.batch.pipeline import clean_into_lake, features_for_batch
 from fraud_assets.cleaning import CleaningConfig
 from fraud_assets.features._window_scan import group_rows
 from fraud_assets.features.polars_engine import compute_features
-from fraud_assets.features.spec import LABEL_DELAY_DAYS, WINDOWS_DAYS
+from fraud_assets.features.spec import (
+    FEATURE_COLUMNS,
+    LABEL_DELAY_DAYS,
+    LOOKBACK_DAYS,
+    WINDOWS_DAYS,
+)
 from fraud_assets.lake import Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
-from tests.support import HAND_ORIGIN, hand_rows, write_days
+from tests.support import HAND_ORIGIN, hand_rows, months_of_cards_and_frauds, write_days
 
 DAY = 86_400
 ORIGIN = HAND_ORIGIN
@@ -93,6 +98,22 @@ def test_prior_outliers_count_the_cards_earlier_outliers_of_the_week_never_the_c
     assert f[9]["customer_prior_outliers_7d"] == 1
     assert f[8]["customer_prior_outliers_7d"] == 0
     assert f[6]["customer_prior_outliers_7d"] == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_batch_with_lookback_days_of_history_gets_the_features_of_the_whole_history(seed):
+    """The look-back is long enough for every feature: the run's smallest ratio reads each
+    fraud's own 30-day ratio up to 37 days back, which needs 30 more days of its card."""
+    first = (LOOKBACK_DAYS + 30) * DAY  # the batch: the last 10 days
+    rows = months_of_cards_and_frauds(days=LOOKBACK_DAYS + 40, first=first, seed=seed)
+    whole = compute_features(frame(rows))
+    alone = compute_features(frame([r for r in rows if r[1] >= first - LOOKBACK_DAYS * DAY]))
+    columns = ["transaction_id", *FEATURE_COLUMNS]
+    expected = whole.filter(whole["tx_time_seconds"] >= first).select(columns)
+    got = alone.filter(alone["tx_time_seconds"] >= first).select(columns)
+    assert expected.height > 300
+    assert (expected["terminal_fraud_run_min_ratio"] > 0).sum() > 50
+    assert got.equals(expected)
 
 
 def test_weekend_and_night_flags():

@@ -11,6 +11,7 @@ import pytest
 
 from fraud_assets.definitions import build_definitions
 from fraud_assets.dev.inprocess import tick_sensor
+from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.rawdata.format import HEADER_LINE
 from tests.support import platform_resources, write_days
 
@@ -200,7 +201,8 @@ def test_a_batch_refused_for_missing_history_runs_again_once_that_history_lands(
     first = tick(landing, instance)  # days 1 and 3: day 3 misses day 2
     assert first.succeeded == ["2024-03-01"]
     assert (
-        "2024-03-02" in first.failed["2024-03-03"] and "needs 37 days" in first.failed["2024-03-03"]
+        "2024-03-02" in first.failed["2024-03-03"]
+        and f"needs {LOOKBACK_DAYS} days" in first.failed["2024-03-03"]
     )
     idle = tick(landing, instance, cursor=first.cursor)
     assert idle.succeeded == [] and idle.failed == {}  # still missing: nothing to retry

@@ -31,6 +31,7 @@ from fraud_assets.features.spec import (
 )
 from fraud_assets.lake import Lake
 from fraud_assets.lake.filesystems import filesystem_for
+from fraud_assets.online_state.publish import STATE_DAYS
 from fraud_assets.privacy import Pseudonymizer
 from fraud_assets.serving.online_features import (
     InMemoryFeatureStore,
@@ -38,7 +39,7 @@ from fraud_assets.serving.online_features import (
     RedisFeatureStore,
     Transaction,
 )
-from tests.support import HAND_ORIGIN, SMALL, hand_rows, write_days
+from tests.support import HAND_ORIGIN, SMALL, hand_rows, months_of_cards_and_frauds, write_days
 
 DAY = SECONDS_PER_DAY
 DELAY = LABEL_DELAY_DAYS * DAY
@@ -276,6 +277,27 @@ def test_card_outliers_after_a_snapshot_match_batch(store: OnlineFeatureStore) -
     assert_parity(online, batch)
 
 
+def test_a_snapshot_of_the_state_days_gives_the_runs_ratios_of_the_whole_history(
+    store: OnlineFeatureStore,
+) -> None:
+    """Each published entry keeps its own 30-day ratio computed over every row given, before
+    the snapshot keeps only the terminal retention: the oldest frauds of a run need their cards'
+    30 days before them (publish.STATE_DAYS reads that much of the lake)."""
+    first = (STATE_DAYS + 5) * DAY
+    rows = months_of_cards_and_frauds(days=STATE_DAYS + 15, first=first, seed=4)
+    clean = frame(rows)
+    batch = compute_features(clean)
+    store.publish_snapshot(
+        clean.filter(
+            (pl.col("tx_time_seconds") < first)
+            & (pl.col("tx_time_seconds") >= first - STATE_DAYS * DAY)
+        )
+    )
+    online = replay(store, clean.filter(pl.col("tx_time_seconds") >= first))
+    assert (online["terminal_fraud_run_min_ratio"] > 0).sum() > 50
+    assert_parity(online, batch)
+
+
 def test_a_retried_outlier_keeps_one_entry_and_its_flag(store: OnlineFeatureStore) -> None:
     for i in range(4):
         store.features_for(tx(i, i * 3600, customer=1, amount=10.0))
@@ -478,6 +500,7 @@ def test_the_simulated_days_exercise_every_feature(simulated) -> None:
     run_min = batch.filter(pl.col("terminal_fraud_run_min_amount") > 0)
     assert run_min["terminal_fraud_run_min_amount"].n_unique() > 5
     assert (batch["customer_prior_outliers_7d"] > 0).sum() > 10
+    assert run_min["terminal_fraud_run_min_ratio"].n_unique() > 5
     # (the synthetic months, 20 % fraud on 4 terminals, hold many runs of several frauds)
     months = compute_features(synthetic_months())
     several = months.filter(pl.col("terminal_fraud_run_days") > LONG_RUN_DAYS)

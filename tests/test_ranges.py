@@ -18,7 +18,7 @@ import pytest
 from fraud_assets.definitions import build_definitions
 from fraud_assets.defs.keys import BATCH_ASSETS, CLEAN, DRIFT, FEATURES, QUARANTINE, RAW
 from fraud_assets.dev.inprocess import RANGE_END_TAG, RANGE_START_TAG
-from fraud_assets.features.spec import FEATURE_COLUMNS
+from fraud_assets.features.spec import FEATURE_COLUMNS, LOOKBACK_DAYS
 from fraud_assets.lake import STAGES, Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.modeling.champion_snapshot import snapshot_of, write_champion
@@ -203,7 +203,7 @@ def test_a_bad_batch_inside_a_range_is_named_and_the_others_keep_their_outputs(t
         # The batches after the bad one keep their clean data; their features need its days.
         assert materialized(FEATURES) == materialized(DRIFT) == set(before)
         for batch in after:
-            assert f"{batch} (features): Batch {batch} needs 37 days" in message
+            assert f"{batch} (features): Batch {batch} needs {LOOKBACK_DAYS} days" in message
             assert middle in message.split(f"{batch} (features):")[1].split("\n")[0]
 
         # Fixed, the bad batch is re-run alone.

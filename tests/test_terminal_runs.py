@@ -24,20 +24,22 @@ DAY = SECONDS_PER_DAY
 D, R = LABEL_DELAY_DAYS * DAY, RUN_WINDOW_DAYS * DAY
 
 
-def reference_run(rows: list[tuple], tx: tuple) -> tuple[float, float]:
+def reference_run(rows: list[tuple], tx: tuple, ratio: dict) -> tuple[float, float, float]:
     """spec, literally: the terminal's rows in (t - D - R, t - D] in (time, id) order; if the
     last is a fraud, walk back over the unbroken frauds to the first: (days since it, smallest
-    amount of the run); else (0, 0)."""
+    amount of the run, smallest own 30-day ratio of the run); else (0, 0, 0). `ratio`: each
+    transaction's customer_amount_ratio_30d."""
     t, terminal = tx[1], tx[3]
     known = sorted(
         (r[1], r[0], r[5], r[4]) for r in rows if r[3] == terminal and t - D - R < r[1] <= t - D
     )
     if not known or not known[-1][2]:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     i = len(known) - 1
     while i > 0 and known[i - 1][2]:
         i -= 1
-    return (t - known[i][0]) / DAY, min(k[3] for k in known[i:])
+    run = known[i:]
+    return (t - known[i][0]) / DAY, min(k[3] for k in run), min(ratio[k[1]] for k in run)
 
 
 row = st.tuples(
@@ -63,10 +65,14 @@ def test_terminal_fraud_run_features_follow_spec(drawn, snap):
             t = rows[0][1] + snap  # exactly a window width after another row
         rows.append((1000 - i, t, i % 3, terminal, value, int(fraud)))
     out = compute_features(hand_rows(rows))
-    days = dict(zip(out["transaction_id"], out["terminal_fraud_run_days"], strict=True))
-    smallest = dict(zip(out["transaction_id"], out["terminal_fraud_run_min_amount"], strict=True))
+    ids = out["transaction_id"]
+    ratio = dict(zip(ids, out["customer_amount_ratio_30d"], strict=True))
+    got = {
+        tid: values
+        for tid, *values in out.select("transaction_id", *TERMINAL_RUN_FEATURES).iter_rows()
+    }
     for r in rows:
-        assert (days[r[0]], smallest[r[0]]) == reference_run(rows, r), r
+        assert tuple(got[r[0]]) == reference_run(rows, r, ratio), r
 
 
 def test_a_run_that_began_before_the_window_is_cut_at_the_window():
@@ -91,6 +97,20 @@ def test_the_run_minimum_amount_counts_only_the_frauds_inside_the_window():
     got = dict(zip(out["transaction_id"], out["terminal_fraud_run_min_amount"], strict=True))
     assert got[100] == 5.0
     assert got[101] == 0.0
+
+
+def test_the_run_minimum_ratio_takes_each_frauds_own_ratio_at_its_own_time():
+    rows = [
+        (1, 0, 2, 9, 100.0, 0),
+        (2, 1 * DAY, 2, 1, 100.0, 1),  # card 2 pays its usual 100 here: ratio 1.0
+        (3, 0, 3, 9, 10.0, 0),
+        (4, 2 * DAY, 3, 1, 50.0, 1),  # card 3's 50 against its mean of 30: ratio 5/3
+        (5, 3 * DAY, 2, 9, 10_000.0, 0),  # card 2's later amounts change nothing above
+        (10, 10 * DAY, 4, 1, 10.0, 0),  # knows the labels up to day 3: the run is #2, #4
+    ]
+    out = compute_features(hand_rows(rows)).filter(pl.col("transaction_id") == 10)
+    assert out["terminal_fraud_run_min_amount"].item() == 50.0  # #4's amount
+    assert out["terminal_fraud_run_min_ratio"].item() == 1.0  # #2's ratio
 
 
 def test_amount_ratio_features_divide_the_amount_by_the_cards_means():
@@ -130,13 +150,13 @@ def test_the_compiled_scan_gives_the_bits_of_the_polars_expressions_it_replaced(
     )
     scanned = terminal_windows(frame)
     reference = runs_by_polars_expressions(frame)
-    for name in TERMINAL_RUN_FEATURES:
+    for name in ("terminal_fraud_run_days", "terminal_fraud_run_min_amount"):
         assert np.array_equal(scanned[name], reference[name].to_numpy()), name
 
 
 def test_an_empty_frame_has_no_runs():
     empty = hand_rows([(1, 0, 1, 1, 1.0, 0)]).head(0)
-    assert all(len(terminal_windows(empty)[name]) == 0 for name in TERMINAL_RUN_FEATURES)
+    assert all(len(terminal_windows(empty)[name]) == 0 for name in TERMINAL_RUN_FEATURES[:2])
 
 
 def runs_by_polars_expressions(frame: pl.DataFrame) -> dict[str, pl.Series]:

@@ -20,6 +20,7 @@ from fraud_assets.batch.schemas import clean_transactions_schema, find_failures
 from fraud_assets.cleaning import CleaningConfig, clean_batch
 from fraud_assets.cleaning.rules import committed_in
 from fraud_assets.cleaning.terminal_registry import RegistryError, TerminalRegistry, parse_registry
+from fraud_assets.features.spec import LOOKBACK_DAYS
 from fraud_assets.lake import CLEAN, Lake
 from fraud_assets.lake.filesystems import filesystem_for
 from fraud_assets.privacy import Pseudonymizer
@@ -133,7 +134,9 @@ def test_stray_dates_no_longer_hide_a_gap_in_the_history(tmp_path: Path):
     coverage = lake.coverage()["2025-01-01"]
     assert (coverage.first_date, coverage.last_date) == ("2025-01-01", "2025-01-01")
     assert not later.ok and later.failed_step == Step.FEATURES
-    assert later.missing_history[0] == dt.date(2025, 1, 23)  # 37 days before 2025-03-01
+    # The look-back before 2025-03-01, from the day after the one date the first batch covers.
+    look_back = dt.date(2025, 3, 1) - dt.timedelta(days=LOOKBACK_DAYS)
+    assert later.missing_history[0] == max(look_back, dt.date(2025, 1, 2))
     assert later.missing_history[-1] == dt.date(2025, 2, 28)
 
 

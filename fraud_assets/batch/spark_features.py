@@ -151,7 +151,7 @@ def time_slices(
     chosen = best(count)
     # More slices only while each keeps at least LOOKBACK_DAYS of its own dates: beyond that the
     # look-back would be computed more than twice over (a 47 M-row batch of 243 dates in 8 M-row
-    # slices would be 243 one-day slices, each reading 37 days); a slice then holds more rows.
+    # slices would be 243 one-day slices, each reading 67 days); a slice then holds more rows.
     most = max(cores, days // LOOKBACK_DAYS)
     while count + cores <= most and max(cost(a, b) for a, b in chosen) > ROWS_PER_SLICE:
         count += cores

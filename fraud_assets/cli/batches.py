@@ -188,7 +188,7 @@ def features(
     origin_date: Annotated[dt.datetime | None, _ORIGIN] = None,
 ) -> None:
     """Clean raw batches, then compute the features (docs/features.md) of each, in date order
-    (each batch uses up to 37 days of earlier history from the same output folder).
+    (each batch uses up to 67 days of earlier history from the same output folder).
     Take the committed rows out with: fraud lake export features FILE --lake OUT. Exits with 1
     when any batch failed."""
     from fraud_assets.batch.ranges import Step

@@ -29,7 +29,7 @@ from resources.storage import LakeStore, LandingZone
 
 REASON_TAG = "fraud/reason"  # why a run was requested (sensor runs carry it)
 
-_LOOKBACK_NOTE = "computed with up to 37 days of earlier clean history; refuses when it is missing"
+_LOOKBACK_NOTE = "computed with up to 67 days of earlier clean history; refuses when it is missing"
 
 
 def _spec(

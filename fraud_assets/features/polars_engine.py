@@ -17,11 +17,16 @@ from fraud_assets.features.spec import (
     CARD_HISTORY_FEATURES,
     CUSTOMER_FEATURES,
     NIGHT_LAST_HOUR,
+    OWN_RATIO_WINDOW_DAYS,
     RATIO_WINDOWS_DAYS,
     TERMINAL_FEATURES,
     TERMINAL_RUN_FEATURES,
 )
-from fraud_assets.features.windows import customer_windows, terminal_windows
+from fraud_assets.features.windows import (
+    customer_windows,
+    terminal_run_min_ratio,
+    terminal_windows,
+)
 
 
 def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
@@ -33,6 +38,10 @@ def compute_features(clean: pl.DataFrame) -> pl.DataFrame:
         customers = pool.submit(customer_windows, frame)
         terminals = pool.submit(terminal_windows, frame)
         columns = {**customers.result(), **terminals.result()}
+    # The run's ratios need the 30-day means: after both sides.
+    columns["terminal_fraud_run_min_ratio"] = terminal_run_min_ratio(
+        frame, columns[f"customer_avg_amount_{OWN_RATIO_WINDOW_DAYS}d"]
+    )
     return frame.with_columns(
         tx_during_weekend=(pl.col("tx_datetime").dt.weekday() >= 6).cast(pl.Int8),
         tx_during_night=(pl.col("tx_datetime").dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8),

@@ -40,11 +40,16 @@ from fraud_assets.features.spec import (
     CUSTOMER_FEATURES,
     FEATURE_COLUMNS,
     NIGHT_LAST_HOUR,
+    OWN_RATIO_WINDOW_DAYS,
     RATIO_WINDOWS_DAYS,
     TERMINAL_FEATURES,
     TERMINAL_RUN_FEATURES,
 )
-from fraud_assets.features.windows import customer_windows, terminal_windows
+from fraud_assets.features.windows import (
+    customer_windows,
+    terminal_run_min_ratio,
+    terminal_windows,
+)
 from fraud_assets.spark.arrow import partition_frame
 
 _ORDER = ("tx_time_seconds", "transaction_id")
@@ -134,6 +139,8 @@ def _terminal_pass(frame: pl.DataFrame) -> pl.DataFrame:
     terminal, in `terminal_windows`) are computed here as they are in process.
     """
     columns = terminal_windows(frame)
+    mean = frame[f"customer_avg_amount_{OWN_RATIO_WINDOW_DAYS}d"].to_numpy()  # customer pass
+    columns["terminal_fraud_run_min_ratio"] = terminal_run_min_ratio(frame, mean)
     return frame.with_columns(
         tx_during_weekend=(pl.col("tx_datetime").dt.weekday() >= 6).cast(pl.Int8),
         tx_during_night=(pl.col("tx_datetime").dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8),

@@ -21,6 +21,8 @@ terminal_fraud_run_days: among the terminal's transactions with time in (t - (d+
     (cut at the window's start); 0.0 when the last is genuine or there are none.
 terminal_fraud_run_min_amount: over that same run (same window, same cut), the smallest
     tx_amount of its frauds; 0.0 when the last is genuine or there are none.
+terminal_fraud_run_min_ratio: over that same run, the smallest customer_amount_ratio_30d of its
+    frauds (each its own, at its own time); 0.0 when the last is genuine or there are none.
 customer_prior_outliers_7d: how many of the customer's transactions *before* this one in
     (time, id) order, with time in (t - 7*86400, t], had their own customer_amount_ratio_30d
     above OUTLIER_RATIO (3); the current transaction is never counted.
@@ -32,8 +34,6 @@ SECONDS_PER_DAY = 86_400
 WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
 LABEL_DELAY_DAYS = 7
 NIGHT_LAST_HOUR = 6
-# Days of earlier history a batch needs: the longest terminal window plus the label delay.
-LOOKBACK_DAYS = LABEL_DELAY_DAYS + max(WINDOWS_DAYS)
 
 CALENDAR_FEATURES = ["tx_during_weekend", "tx_during_night"]
 CUSTOMER_FEATURES = [
@@ -59,13 +59,19 @@ RUN_WINDOW_DAYS = max(WINDOWS_DAYS)
 # A run's amounts tell a compromised terminal (scenario 2: every card pays its usual amount there)
 # from one fraud of a compromised card or a large amount (scenarios 3 and 1: amounts far above
 # the card's usual ones) that happened to be the terminal's newest known transaction.
-TERMINAL_RUN_FEATURES = ["terminal_fraud_run_days", "terminal_fraud_run_min_amount"]
+# The same told by each fraud's amount against its own card's mean, which a scenario-3 fraud
+# stands far above and a scenario-2 fraud does not, whatever the card's usual amount.
+TERMINAL_RUN_FEATURES = [
+    "terminal_fraud_run_days",
+    "terminal_fraud_run_min_amount",
+    "terminal_fraud_run_min_ratio",
+]
 
 # A compromised card (scenario 3) pays x5 about one time in three for 14 days, but a x5 drawn
 # from a low amount hides beside the card's mean: what gives it away is the card's *earlier*
 # transactions of the week that stood far above their own 30-day mean.
 OUTLIER_RATIO = 3.0
-OUTLIER_RATIO_WINDOW_DAYS = 30  # the ratio an earlier transaction is judged by
+OWN_RATIO_WINDOW_DAYS = 30  # the ratio a transaction keeps: its customer_amount_ratio_30d
 PRIOR_OUTLIER_WINDOW_DAYS = 7
 CARD_HISTORY_FEATURES = [f"customer_prior_outliers_{PRIOR_OUTLIER_WINDOW_DAYS}d"]
 
@@ -73,6 +79,11 @@ CARD_HISTORY_FEATURES = [f"customer_prior_outliers_{PRIOR_OUTLIER_WINDOW_DAYS}d"
 COUNT_FEATURES = [n for n in CUSTOMER_FEATURES + TERMINAL_FEATURES if "_nb_tx_" in n] + [
     *CARD_HISTORY_FEATURES
 ]
+
+# Days of earlier history a batch needs: the terminal windows reach back the label delay plus
+# the longest window, and the oldest transaction they hold keeps its own 30-day ratio
+# (terminal_fraud_run_min_ratio), which looks back 30 days more.
+LOOKBACK_DAYS = LABEL_DELAY_DAYS + max(WINDOWS_DAYS) + OWN_RATIO_WINDOW_DAYS
 
 FEATURE_COLUMNS = (
     AMOUNT_FEATURES

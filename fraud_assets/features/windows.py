@@ -21,7 +21,7 @@ from fraud_assets.features.spec import (
     CARD_HISTORY_FEATURES,
     LABEL_DELAY_DAYS,
     OUTLIER_RATIO,
-    OUTLIER_RATIO_WINDOW_DAYS,
+    OWN_RATIO_WINDOW_DAYS,
     PRIOR_OUTLIER_WINDOW_DAYS,
     RUN_WINDOW_DAYS,
     SECONDS_PER_DAY,
@@ -91,7 +91,7 @@ def customer_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
         counts, means = _outputs(len(order))
         scratch = np.empty(len(order), dtype=np.int64)
         _customer_scan_exact(order, ids, seconds, values, scale, _WIDTHS, counts, means, scratch)
-    ratio = amount / means[WINDOWS_DAYS.index(OUTLIER_RATIO_WINDOW_DAYS)]  # as the feature is
+    ratio = amount / means[WINDOWS_DAYS.index(OWN_RATIO_WINDOW_DAYS)]  # as the feature is
     flags = (ratio > OUTLIER_RATIO).astype(np.int64)[order]
     prior = np.empty(len(order), dtype=np.int64)
     width = PRIOR_OUTLIER_WINDOW_DAYS * SECONDS_PER_DAY
@@ -124,6 +124,24 @@ def terminal_windows(frame: pl.DataFrame) -> dict[str, np.ndarray]:
         "terminal_fraud_run_days": run_days,
         "terminal_fraud_run_min_amount": run_min_amount,
     }
+
+
+def terminal_run_min_ratio(frame: pl.DataFrame, mean_30d: np.ndarray) -> np.ndarray:
+    """terminal_fraud_run_min_ratio: the terminal's fraud-run walk of `terminal_windows` over
+    each row's own customer_amount_ratio_30d (`mean_30d`: customer_avg_amount_30d in frame
+    order) instead of its amount."""
+    amount = frame["tx_amount"].to_numpy().astype(np.float64, copy=False)
+    ratio = amount / mean_30d  # the feature's own division
+    fraud = frame["tx_fraud"].to_numpy().astype(np.int64, copy=False)
+    order, ids, seconds, fraud = _sorted_by(frame, "terminal_id", fraud)
+    n = len(order)
+    run_days, run_min = np.empty(n), np.empty(n)
+    _terminal_run_scan(
+        order, ids, seconds, fraud, np.ascontiguousarray(ratio[order], dtype=np.float64),
+        LABEL_DELAY_DAYS * SECONDS_PER_DAY, RUN_WINDOW_DAYS * SECONDS_PER_DAY,
+        float(SECONDS_PER_DAY), run_days, run_min, np.empty(3 * n, dtype=np.int64),
+    )  # fmt: skip
+    return run_min
 
 
 def _outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:

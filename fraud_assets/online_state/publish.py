@@ -30,15 +30,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from fraud_assets.features.spec import LABEL_DELAY_DAYS, WINDOWS_DAYS
+from fraud_assets.features.spec import LABEL_DELAY_DAYS, OWN_RATIO_WINDOW_DAYS, WINDOWS_DAYS
 from fraud_assets.lake import CLEAN, Lake
 from fraud_assets.serving.online_features import SNAPSHOT_COLUMNS, OnlineFeatureStore
 
 LABELS = "fraud_labels"  # lake table fed from the service's label log
 LABEL_BATCH = "service"  # the file name of the label table's rows in each date partition
 # Days of clean history a full state needs: terminal windows reach back delay + longest window,
-# plus the grace day, plus one for a partial first day.
-STATE_DAYS = LABEL_DELAY_DAYS + max(WINDOWS_DAYS) + 2
+# and the oldest entry they hold keeps its own 30-day ratio (terminal_fraud_run_min_ratio), so
+# its card's 30 days before it; plus the grace day, plus one for a partial first day.
+STATE_DAYS = LABEL_DELAY_DAYS + max(WINDOWS_DAYS) + OWN_RATIO_WINDOW_DAYS + 2
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ from fraud_assets.features.spec import (
     LABEL_DELAY_DAYS,
     NIGHT_LAST_HOUR,
     OUTLIER_RATIO,
-    OUTLIER_RATIO_WINDOW_DAYS,
+    OWN_RATIO_WINDOW_DAYS,
     PRIOR_OUTLIER_WINDOW_DAYS,
     RATIO_WINDOWS_DAYS,
     RUN_WINDOW_DAYS,
@@ -93,7 +93,7 @@ TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PE
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
 _RUN_SECONDS = RUN_WINDOW_DAYS * SECONDS_PER_DAY
-_OUTLIER_WINDOW = WINDOWS_DAYS.index(OUTLIER_RATIO_WINDOW_DAYS)  # the window a ratio is judged on
+_OUTLIER_WINDOW = WINDOWS_DAYS.index(OWN_RATIO_WINDOW_DAYS)  # the window a ratio is judged on
 (_PRIOR_OUTLIERS,) = CARD_HISTORY_FEATURES
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
 DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
@@ -195,12 +195,13 @@ class _Windows:
     terminal_run_seconds: int = 0  # t - start of the terminal's newest known fraud run, or 0
     terminal_run_min_amount: float = 0.0  # smallest amount of that run's frauds, or 0.0
     customer_prior_outliers: int = 0  # the card's earlier transactions flagged as outliers
+    terminal_run_min_ratio: float = 0.0  # smallest own 30-day ratio of that run's frauds, or 0.0
 
 
-def _is_outlier(amount: float, total: float, count: int) -> bool:
-    """The transaction's own customer_amount_ratio_30d above OUTLIER_RATIO: the same two
-    divisions as `_assemble` (and the batch engines), so the flag agrees with the feature."""
-    return amount / (total / count) > OUTLIER_RATIO
+def _own_ratio(amount: float, total: float, count: int) -> float:
+    """The transaction's own customer_amount_ratio_30d from its window's sum and count: the
+    same two divisions as `_assemble` (and the batch engines), so it agrees with the feature."""
+    return amount / (total / count)
 
 
 def _assemble(tx: Transaction, windows: _Windows) -> Features:
@@ -223,6 +224,7 @@ def _assemble(tx: Transaction, windows: _Windows) -> Features:
         out[f"customer_amount_ratio_{w}d"] = tx.tx_amount / out[f"customer_avg_amount_{w}d"]
     out["terminal_fraud_run_days"] = windows.terminal_run_seconds / SECONDS_PER_DAY
     out["terminal_fraud_run_min_amount"] = windows.terminal_run_min_amount
+    out["terminal_fraud_run_min_ratio"] = windows.terminal_run_min_ratio
     out[_PRIOR_OUTLIERS] = windows.customer_prior_outliers
     # In spec order; a KeyError here means spec gained a feature serving does not compute yet.
     return {name: out[name] for name in FEATURE_COLUMNS}
@@ -351,13 +353,14 @@ class OnlineFeatureStore(ABC):
             .unique("transaction_id", keep="first", maintain_order=True)
             .sort("tx_time_seconds", "transaction_id")
         )
-        # Each row's outlier flag from its 30-day mean over every row given (before the cut):
-        # exact for the rows a new transaction's prior window can reach when the rows span the
-        # state's days (publish.STATE_DAYS), as the batch engines compute it.
-        means = customer_windows(rows)[f"customer_avg_amount_{OUTLIER_RATIO_WINDOW_DAYS}d"]
-        amount = rows["tx_amount"].to_numpy().astype(np.float64, copy=False)
+        # Each row's own 30-day ratio (and outlier flag) from the rows given, before the cut:
+        # the batch value for every row with its card's 30 days among them.
+        means = customer_windows(rows)[f"customer_avg_amount_{OWN_RATIO_WINDOW_DAYS}d"]
+        ratio = rows["tx_amount"].to_numpy().astype(np.float64, copy=False) / means
         rows = rows.with_columns(
-            pl.col("tx_fraud").cast(pl.Boolean), outlier=pl.Series(amount / means > OUTLIER_RATIO)
+            pl.col("tx_fraud").cast(pl.Boolean),
+            ratio_30d=pl.Series(ratio),
+            outlier=pl.Series(ratio > OUTLIER_RATIO),
         ).filter(pl.col("tx_time_seconds") > newest - self.terminal_retention)
         return rows if rows.height else None
 
@@ -378,16 +381,23 @@ def _after(rows: list, seconds: int) -> int:
 
 
 def _fraud_run(
-    txs: list, frauds: list, end: int, bounds: _Bounds, t: int, amount_of: Mapping[int, Any]
-) -> tuple[int, float]:
-    """terminal_fraud_run_days in seconds and terminal_fraud_run_min_amount: walk back from the
-    newest known entry (txs[end - 1]) over frauds, inside the run window; (0, 0.0) when the
-    newest known one is genuine or absent. `amount_of`: id -> its first version (the id index,
-    which holds every id of the terminal retention; a transaction arriving later than the grace
-    can reach older entries whose version is gone: those are skipped)."""
+    txs: list,
+    frauds: list,
+    end: int,
+    bounds: _Bounds,
+    t: int,
+    amount_of: Mapping[int, Any],
+    ratio_of: Mapping[int, float],
+) -> tuple[int, float, float]:
+    """terminal_fraud_run_days in seconds, terminal_fraud_run_min_amount and _min_ratio: walk
+    back from the newest known entry (txs[end - 1]) over frauds, inside the run window;
+    (0, 0.0, 0.0) when the newest known one is genuine or absent. `amount_of`: id -> its first
+    version (the id index, which holds every id of the terminal retention); `ratio_of`: id ->
+    its own 30-day ratio, kept as long. A transaction arriving later than the grace can reach
+    older entries that are gone from both: those are skipped."""
     low = _after(txs, bounds.terminal_upto - _RUN_SECONDS)
     start = None
-    smallest = math.inf
+    smallest = lowest = math.inf
     i = end - 1
     while i >= low:
         j = bisect_left(frauds, txs[i])
@@ -397,10 +407,13 @@ def _fraud_run(
         held = amount_of.get(txs[i][1])  # None only for a transaction later than the grace
         if held is not None:
             smallest = min(smallest, held.tx_amount)
+        ratio = ratio_of.get(txs[i][1])
+        if ratio is not None:
+            lowest = min(lowest, ratio)
         i -= 1
     if start is None:
-        return 0, 0.0
-    return t - start, (0.0 if smallest == math.inf else smallest)
+        return 0, 0.0, 0.0
+    return t - start, *(0.0 if v == math.inf else v for v in (smallest, lowest))
 
 
 class InMemoryFeatureStore(OnlineFeatureStore):
@@ -419,6 +432,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
         self._terminal_tx: dict[int, list[tuple[int, int]]] = {}  # (time, id)
         self._terminal_fraud: dict[int, list[tuple[int, int]]] = {}  # (time, id) of frauds
         self._versions: dict[int, Transaction] = {}  # id -> first version
+        self._ratios: dict[int, float] = {}  # id -> its own 30-day ratio when first scored
         self._by_time: list[tuple[int, int]] = []  # heap of (time, id): prunes the id index
         self._clock: int | None = None
         self._batches: set[str] = set()
@@ -448,9 +462,12 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 start = _after(rows, after)
                 counts.append(end - start)
                 sums.append(sum(r[2] for r in rows[start:end]))
+            k = _OUTLIER_WINDOW
+            ratio = _own_ratio(tx.tx_amount, sums[k], counts[k])
             if new:
-                k = _OUTLIER_WINDOW
-                rows[at] = (t, tid, tx.tx_amount, _is_outlier(tx.tx_amount, sums[k], counts[k]))
+                rows[at] = (t, tid, tx.tx_amount, ratio > OUTLIER_RATIO)
+            if known is None:
+                self._ratios[tid] = ratio
             prior = sum(1 for r in rows[_after(rows, bounds.prior_after) : at] if r[3])
             cut = _after(rows, base - self.customer_retention)
             if cut:
@@ -464,7 +481,9 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             )
             t_counts = tuple(tx_end - _after(txs, a) for a in bounds.terminal_after)
             t_frauds = tuple(fraud_end - _after(frauds, a) for a in bounds.terminal_after)
-            run_seconds, run_min = _fraud_run(txs, frauds, tx_end, bounds, t, self._versions)
+            run_seconds, run_min, run_ratio = _fraud_run(
+                txs, frauds, tx_end, bounds, t, self._versions, self._ratios
+            )
             _insert(txs, (t, tid))
             cutoff = base - self.terminal_retention
             for lst in (txs, frauds):
@@ -473,7 +492,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                     del lst[:cut]
             self._prune_ids(cutoff)
         return tx, _Windows(
-            tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds, run_min, prior
+            tuple(counts), tuple(sums), t_counts, t_frauds, run_seconds, run_min, prior, run_ratio
         )
 
     def _remember(self, tx: Transaction) -> None:
@@ -485,6 +504,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
         while heap and heap[0][0] <= cutoff:
             _, tid = heapq.heappop(heap)
             self._versions.pop(tid, None)
+            self._ratios.pop(tid, None)
 
     def record_label(self, transaction_id: int, fraud: bool) -> Transaction | None:
         with self._lock:
@@ -524,11 +544,12 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             added = 0
             touched: set[int] = set()
             labels: dict[int, tuple[set, set]] = {}  # terminal -> (frauds, genuine) entries
-            for tid, cid, term, amount, t, fraud, when, outlier in rows.iter_rows():
+            for tid, cid, term, amount, t, fraud, when, ratio, outlier in rows.iter_rows():
                 known = self._versions.get(tid)
                 if known is None:
                     known = Transaction(tid, when, cid, term, amount, t)
                     self._remember(known)
+                    self._ratios[tid] = ratio
                     added += 1
                     if t > customer_from:
                         entry = (t, tid, float(amount), bool(outlier))
@@ -553,6 +574,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
             self._terminal_tx.clear()
             self._terminal_fraud.clear()
             self._versions.clear()
+            self._ratios.clear()
             self._by_time.clear()
             self._batches.clear()
             self._clock = None
@@ -595,7 +617,8 @@ class RedisFeatureStore(OnlineFeatureStore):
     Keys, under `prefix`: `cust:{id}` (members "<id>:<amount>:<outlier 1/0>", score = time;
     state written before the outlier flag, "<id>:<amount>", reads as not an outlier), `term:{id}:tx`
     and `term:{id}:fraud` (members = transaction ids, score = time), `tx:versions` (hash: id ->
-    first version), `tx:times` (id by time, to prune that hash), `clock` (newest time held) and
+    first version), `tx:ratios` (hash: id -> its own 30-day ratio when first scored or
+    published), `tx:times` (id by time, to prune both), `clock` (newest time held) and
     `state:batches` (hash: batch id -> rows published). The script touches one customer and one
     terminal key and the shared id keys: fine on one Redis (or Sentinel); Redis Cluster would
     need hash tags or the parts split. `key_ttl_seconds` (wall clock) lets idle cards' keys
@@ -616,7 +639,12 @@ class RedisFeatureStore(OnlineFeatureStore):
         self.key_ttl_seconds = key_ttl_seconds
         self._score = redis_client.register_script(_SCORE_LUA)
         self._publish = redis_client.register_script(_PUBLISH_LUA)
-        self._shared = [f"{prefix}tx:versions", f"{prefix}tx:times", f"{prefix}clock"]
+        self._shared = [
+            f"{prefix}tx:versions",
+            f"{prefix}tx:times",
+            f"{prefix}clock",
+            f"{prefix}tx:ratios",
+        ]
 
     def _keys(self, customer_id: int, terminal_id: int) -> list[str]:
         return [self._customer_key(customer_id), *self._terminal_keys(terminal_id), *self._shared]
@@ -718,7 +746,8 @@ class RedisFeatureStore(OnlineFeatureStore):
             terminal_frauds=tuple(int(reply[2 * n + 2 * i + 1]) for i in range(n)),
             terminal_run_seconds=int(reply[4 * n]),
             terminal_run_min_amount=float(reply[4 * n + 1]),
-            customer_prior_outliers=int(reply[4 * n + 2]),
+            terminal_run_min_ratio=float(reply[4 * n + 2]),
+            customer_prior_outliers=int(reply[4 * n + 3]),
         )
 
     def seen(self, transaction_id: int) -> Transaction | None:
@@ -793,6 +822,7 @@ class RedisFeatureStore(OnlineFeatureStore):
                 tx.version(),
                 1 if r["tx_fraud"] else 0,
                 label_tx.tx_time_seconds,
+                repr(float(r["ratio_30d"])),
             ]
         return int(self._publish(keys=keys, args=args))
 

@@ -1,6 +1,7 @@
 -- The scoring step of RedisFeatureStore (online_features.py): one atomic call per transaction.
 -- KEYS: 1 customer zset, 2 terminal zset, 3 terminal fraud zset, 4 id index (hash id ->
---       version), 5 id times (zset id by time), 6 clock (string: newest time held).
+--       version), 5 id times (zset id by time), 6 clock (string: newest time held), 7 ratios
+--       (hash id -> own 30-day ratio, written once, pruned with the id index).
 -- ARGV: 1 t, 2 customer member, 3 padded id, 4 id, 5 customer retention, 6 terminal retention,
 --       7 ttl (0: none), 8 n windows, 9 widest customer lower edge, 10 terminal upper edge,
 --       11 version, 12 max skew, 13..12+n customer lower edges, 13+n..12+2n terminal lower edges,
@@ -70,13 +71,12 @@ for j = 1, #rows, 2 do
     if flag == ':1' and s > prior_low and id ~= pid then prior = prior + 1 end
   end
 end
-if not held then
-  local k = tonumber(ARGV[15 + 2 * n])
-  local amount = tonumber(string.sub(ARGV[2], 22))
-  if amount / (sums[k] / counts[k]) > tonumber(ARGV[16 + 2 * n]) then
-    redis.call('ZREM', KEYS[1], ARGV[2] .. ':0')
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2] .. ':1')
-  end
+local k = tonumber(ARGV[15 + 2 * n])
+local ratio = tonumber(string.sub(ARGV[2], 22)) / (sums[k] / counts[k])
+if not prev then redis.call('HSET', KEYS[7], ARGV[4], string.format('%.17g', ratio)) end
+if (not held) and ratio > tonumber(ARGV[16 + 2 * n]) then
+  redis.call('ZREM', KEYS[1], ARGV[2] .. ':0')
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2] .. ':1')
 end
 local out = {'ok'}
 for i = 1, n do
@@ -101,18 +101,23 @@ table.sort(entries, function(a, b)
 end)
 local run_start = nil
 local run_min = nil
+local run_ratio = nil
 for j = #entries, 1, -1 do
   if not redis.call('ZSCORE', KEYS[3], entries[j][2]) then break end
   run_start = entries[j][1]
-  -- A transaction later than the grace can reach entries whose version is pruned: skipped.
+  -- A transaction later than the grace can reach entries whose version is pruned: skipped
+  -- (likewise a ratio missing from state written before ratios were kept).
   local version = redis.call('HGET', KEYS[4], entries[j][2])
   if version then
     local amount = tonumber(string.match(version, '^[^|]*|[^|]*|[^|]*|([^|]*)|'))
     if (not run_min) or amount < run_min then run_min = amount end
   end
+  local own = tonumber(redis.call('HGET', KEYS[7], entries[j][2]))
+  if own and ((not run_ratio) or own < run_ratio) then run_ratio = own end
 end
 out[#out + 1] = run_start and string.format('%d', t - run_start) or '0'
 out[#out + 1] = run_min and string.format('%.17g', run_min) or '0'
+out[#out + 1] = run_ratio and string.format('%.17g', run_ratio) or '0'
 out[#out + 1] = prior
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[4])
 local ccut = base - tonumber(ARGV[5])
@@ -123,6 +128,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tcut)
 local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', tcut, 'LIMIT', 0, 64)
 if #old > 0 then
   redis.call('HDEL', KEYS[4], unpack(old))
+  redis.call('HDEL', KEYS[7], unpack(old))
   redis.call('ZREM', KEYS[5], unpack(old))
 end
 local ttl = tonumber(ARGV[7])
