@@ -31,6 +31,11 @@ Candidates (for the transaction at t, card c, terminal m; d = 7-day label delay)
                                second left out) over customer_avg_amount_30d (a compromised
                                card's earlier x 5 amounts); 0 when none
     cust_prev_outliers_{7,14}d   how many of those had customer_amount_ratio_30d > 3
+    cph_*                      card-history candidates over the card's *earlier* rows in (time,
+                               id) order with time in (t - w, t] (exact, as customer_prior_
+                               outliers_7d: cph_out_7d_r3 equals it): counts, shares, maxima of
+                               the earlier rows' own ratios, days since an outlier, a clean
+                               (outliers left out) 30-day mean ratio; see `_card_history`
 
     .venv/bin/python benchmarks/bench_feature_screen.py --seeds 0 \
         --sets "terminal_run_min_amount;card_prev_gap_days" [--set k=v ...]
@@ -248,9 +253,123 @@ def _card_amounts(f: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _card_history(f: pl.DataFrame) -> pl.DataFrame:
+    """The card-history candidates (online-computable from the card's earlier entries: each
+    one's time, id, amount and own ratios as stored when it was scored), by transaction_id.
+
+    "Earlier" = the card's transactions before this one in (time, id) order (rows of the same
+    second with a smaller id included, the current row never), with time in (t - w, t]:
+        cph_n_{w}d                     how many
+        cph_out_{w}d_r{th}             how many had own customer_amount_ratio_30d > th
+        cph_out7_{w}d_r{th}            how many had own customer_amount_ratio_7d > th
+        cph_share_{w}d_r{th}           cph_out / cph_n (0 when none)
+        cph_max_{w}d, cph_max7_{w}d    largest own ratio_30d / ratio_7d (0 when none)
+        cph_since_out_r{th}            days since the most recent earlier outlier (ratio_30d >
+                                       th), 30 when none in (t - 30, t]
+        cph_first_out_14d_r3           days since the oldest earlier outlier in (t - 14, t]
+                                       (0 when none): a compromise lasts 14 days
+        cph_clean_ratio_30d_r{th}      tx_amount / mean amount of the earlier rows in (t-30, t]
+                                       whose own ratio_30d <= th (customer_amount_ratio_30d
+                                       when none)
+        cph_clean_z_30d_r3             (tx_amount - that mean) / their std (0 when < 2 rows)
+    """
+    import numpy as np
+
+    s = f.select(
+        "transaction_id",
+        "customer_id",
+        "tx_time_seconds",
+        "tx_amount",
+        "customer_amount_ratio_30d",
+        "customer_amount_ratio_7d",
+    ).sort("customer_id", "tx_time_seconds", "transaction_id")
+    cust = s["customer_id"].rank("dense").cast(pl.Int64).to_numpy()
+    t = s["tx_time_seconds"].cast(pl.Int64).to_numpy()
+    amt = s["tx_amount"].cast(pl.Float64).to_numpy()
+    r30 = s["customer_amount_ratio_30d"].cast(pl.Float64).to_numpy()
+    r7 = s["customer_amount_ratio_7d"].cast(pl.Float64).to_numpy()
+    n = len(t)
+    key = cust * (1 << 32) + t  # sorted, as rows are sorted by (customer, time, id)
+    assert np.all(np.diff(key) >= 0)
+    idx = np.arange(n)
+
+    def start(w_days: int) -> np.ndarray:
+        # first row of the same card with time > t - w
+        return np.searchsorted(key, key - w_days * DAY, side="right")
+
+    def prefix(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+
+    def window_sum(x: np.ndarray, st: np.ndarray) -> np.ndarray:
+        c = prefix(x)
+        return c[idx] - c[st]  # rows st .. i-1
+
+    def window_max(x: np.ndarray, st: np.ndarray) -> np.ndarray:
+        out = np.zeros(n)
+        k = 1
+        while True:
+            j = idx - k
+            ok = j >= st
+            if not ok.any():
+                break
+            out = np.where(ok, np.maximum(out, x[np.clip(j, 0, None)]), out)
+            k += 1
+        return out
+
+    cols: dict[str, np.ndarray] = {}
+    starts = {w: start(w) for w in (3, 7, 14, 30)}
+    for w in (3, 7, 14):
+        st = starts[w]
+        cnt = idx - st
+        cols[f"cph_n_{w}d"] = cnt.astype(np.float64)
+        for th in (2.0, 2.5, 3.0, 4.0):
+            tag = f"{th:g}".replace(".", "")
+            o = window_sum((r30 > th).astype(np.float64), st)
+            cols[f"cph_out_{w}d_r{tag}"] = o
+            cols[f"cph_out7_{w}d_r{tag}"] = window_sum((r7 > th).astype(np.float64), st)
+            cols[f"cph_share_{w}d_r{tag}"] = np.where(cnt > 0, o / np.maximum(cnt, 1), 0.0)
+        cols[f"cph_max_{w}d"] = window_max(r30, st)
+        cols[f"cph_max7_{w}d"] = window_max(r7, st)
+    # days since the most recent earlier outlier
+    for th in (2.5, 3.0):
+        tag = f"{th:g}".replace(".", "")
+        flag = r30 > th
+        last = np.where(flag, idx, -1)
+        last = np.maximum.accumulate(last)  # last outlier at or before i
+        prev = np.concatenate([[-1], last[:-1]])  # strictly before i
+        ok = (prev >= 0) & (prev >= starts[30])  # same card, time > t - 30d
+        gap = np.where(ok, (t - t[np.clip(prev, 0, None)]) / DAY, 30.0)
+        cols[f"cph_since_out_r{tag}"] = np.minimum(gap, 30.0)
+    # days since the oldest earlier outlier in (t - 14d, t]
+    flag = r30 > 3.0
+    nxt = np.where(flag, idx, n)
+    nxt = np.minimum.accumulate(nxt[::-1])[::-1]  # first outlier at or after position
+    first = nxt[starts[14]]
+    ok = first < idx
+    cols["cph_first_out_14d_r3"] = np.where(ok, (t - t[np.clip(first, 0, n - 1)]) / DAY, 0.0)
+    # the card's clean mean: earlier rows in (t - 30d, t] not outliers themselves
+    st = starts[30]
+    for th in (2.0, 3.0):
+        tag = f"{th:g}".replace(".", "")
+        clean = (r30 <= th).astype(np.float64)
+        cn = window_sum(clean, st)
+        cs = window_sum(clean * amt, st)
+        mean = np.where(cn > 0, cs / np.maximum(cn, 1), np.nan)
+        cols[f"cph_clean_ratio_30d_r{tag}"] = np.where(cn > 0, amt / mean, r30)
+        if th == 3.0:
+            cq = window_sum(clean * amt * amt, st)
+            var = np.where(cn > 1, (cq - cs * cs / np.maximum(cn, 1)) / np.maximum(cn - 1, 1), 0)
+            sd = np.sqrt(np.clip(var, 0, None))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (amt - mean) / sd
+            cols["cph_clean_z_30d_r3"] = np.where((cn > 1) & (sd > 0), z, 0.0)
+    return pl.concat([s.select("transaction_id"), pl.DataFrame(cols)], how="horizontal")
+
+
 def candidates(features: pl.DataFrame) -> pl.DataFrame:
     f = features.sort("tx_time_seconds", "transaction_id")
     f = f.join(_card_amounts(f), on="transaction_id", how="left")
+    f = f.join(_card_history(f), on="transaction_id", how="left")
     t = pl.col("tx_time_seconds")
     f = f.with_columns(terminal_fraud_run_max_days=_run_max_days(f))
     f = pl.concat([f, _run_amounts(f)], how="horizontal")
