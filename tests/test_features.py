@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -175,6 +176,34 @@ def test_every_window_feature_equals_the_spec_read_row_by_row(rows):  # noqa: AN
     for tx, row in expected.items():
         for name, value in row.items():
             assert got[tx][name] == pytest.approx(value, rel=1e-12), (tx, name)
+
+
+def prior_outliers_by_polars(features: pl.DataFrame) -> pl.Series:
+    """customer_prior_outliers_7d with Polars' rolling windows, the library the compiled scan
+    (`_window_scan.prior_flag_counts`) replaces: each row's (t - 7d, t] window of its card, less
+    the rows of its own second from itself on (those come after it, or are it)."""
+    flagged = (pl.col("tx_amount") / pl.col("customer_avg_amount_30d") > 3).cast(pl.Int64)
+    ordered = features.with_row_index("_row").sort(
+        "customer_id", "tx_time_seconds", "transaction_id"
+    )
+    ordered = ordered.with_columns(_flag=flagged)
+    window = ordered.rolling(
+        index_column="tx_time_seconds", period=f"{7 * DAY}i", closed="right", group_by="customer_id"
+    ).agg(pl.col("_flag").sum().alias("_in_window"))
+    from_itself = pl.col("_flag").cum_sum(reverse=True).over("customer_id", "tx_time_seconds")
+    return (
+        ordered.select("_row", from_itself.alias("_from_itself"))
+        .with_columns(prior=window["_in_window"] - pl.col("_from_itself"))
+        .sort("_row")["prior"]
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=transactions)
+def test_the_compiled_prior_outlier_scan_equals_polars_rolling_windows(rows):  # noqa: ANN001
+    features = compute_features(frame(rows))
+    expected = prior_outliers_by_polars(features)
+    assert features["customer_prior_outliers_7d"].to_list() == expected.to_list()
 
 
 @settings(max_examples=40, deadline=None)

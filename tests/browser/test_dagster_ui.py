@@ -9,6 +9,7 @@ simulated batches were ingested (see conftest.py). Every test saves a full-page 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -263,10 +264,18 @@ def test_materializing_one_batch_of_the_ingest_assets_from_the_ui_runs_to_succes
     expect(page.get_by_text(f"{len(BATCH_ASSETS)} assets", exact=True)).to_be_visible()
     expect(page.get_by_text("Errored (0)")).to_be_visible()
 
-    run = dagster_ui.graphql(
-        """{ runsOrError(limit: 1) { ... on Runs { results {
-              runId status startTime endTime tags { key value } assetSelection { path } } } } }"""
-    )["runsOrError"]["results"][0]
+    # The page shows its steps' "Success" a moment before the run worker records the run's end
+    # (a CI run read STARTED here): wait for the run itself to end.
+    deadline = time.monotonic() + 60
+    while True:
+        run = dagster_ui.graphql(
+            """{ runsOrError(limit: 1) { ... on Runs { results { runId status startTime
+                  endTime tags { key value } assetSelection { path } } } } }"""
+        )["runsOrError"]["results"][0]
+        if run["status"] not in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED"):
+            break
+        assert time.monotonic() < deadline, f"the run did not end within 60 s: {run['status']}"
+        time.sleep(0.5)
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert run["status"] == "SUCCESS"
     assert tags["dagster/partition"] == batch and tags.get("dagster/from_ui") == "true"
