@@ -42,9 +42,10 @@ Semantics (the same as `spec`, stated for one transaction at a time)
     minus the customer retention, is refused with `TimeRefused` and changes nothing. Pruning
     is measured from min(t, clock + grace), so no transaction, however far ahead, erases
     history the others still need. An empty store has no clock and accepts the first transaction.
-    Outlier flags. Each card entry keeps whether its own 30-day amount ratio was above
-    OUTLIER_RATIO, decided once, when it was scored (or published: computed over the snapshot's
-    rows), for `customer_prior_outliers_7d`.
+    Own ratios. Each transaction keeps its own customer_amount_ratio_30d, decided once, when it
+    was first scored (or published: computed over the snapshot's rows, before they are cut to
+    the retention): beside its first version for `terminal_fraud_run_min_ratio`, and as a flag
+    (above OUTLIER_RATIO) on its card entry for `customer_prior_outliers_7d`.
     Labels. `record_label(transaction_id, fraud)` applies to a transaction the store has seen
     (scored, or published from a batch) and returns its version; an unknown id returns None
     and changes nothing. Labels can be corrected (fraud -> genuine and back).
@@ -93,7 +94,7 @@ TERMINAL_RETENTION_SECONDS = (LABEL_DELAY_DAYS + max(WINDOWS_DAYS)) * SECONDS_PE
 DEFAULT_LATE_GRACE_SECONDS = SECONDS_PER_DAY
 _DELAY_SECONDS = LABEL_DELAY_DAYS * SECONDS_PER_DAY
 _RUN_SECONDS = RUN_WINDOW_DAYS * SECONDS_PER_DAY
-_OUTLIER_WINDOW = WINDOWS_DAYS.index(OWN_RATIO_WINDOW_DAYS)  # the window a ratio is judged on
+_OWN_RATIO_WINDOW = WINDOWS_DAYS.index(OWN_RATIO_WINDOW_DAYS)  # whose mean a ratio divides by
 (_PRIOR_OUTLIERS,) = CARD_HISTORY_FEATURES
 _ID_WIDTH = 20  # zero-padded ids sort as strings the way they sort as numbers (int64 < 10**19)
 DEFAULT_MAX_SKEW_SECONDS = SECONDS_PER_DAY
@@ -462,7 +463,7 @@ class InMemoryFeatureStore(OnlineFeatureStore):
                 start = _after(rows, after)
                 counts.append(end - start)
                 sums.append(sum(r[2] for r in rows[start:end]))
-            k = _OUTLIER_WINDOW
+            k = _OWN_RATIO_WINDOW
             ratio = _own_ratio(tx.tx_amount, sums[k], counts[k])
             if new:
                 rows[at] = (t, tid, tx.tx_amount, ratio > OUTLIER_RATIO)
@@ -730,7 +731,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             *bounds.terminal_after,
             self.late_grace_seconds,
             bounds.terminal_upto - _RUN_SECONDS,
-            _OUTLIER_WINDOW + 1,
+            _OWN_RATIO_WINDOW + 1,
             repr(OUTLIER_RATIO),
             bounds.prior_after,
         ]
